@@ -1,0 +1,91 @@
+"""The method interface: one training objective per file, found by its ``id``.
+
+A method computes its loss from tensors only; it never reads a project. The engine builds
+batches with the keys below from the store's annotations (``napari_weakseg.weak.targets``);
+a method uses the keys it needs and ignores the rest.
+
+Batch keys (2D slices; B samples, C classes, H×W pixels; all on the training device):
+
+``image``        (B, 1, H, W) float32, intensities normalised to [0, 1].
+``labels``       (B, H, W) int64: the class of each pixel whose class is *known* (scribble
+                 strokes, delineated pixels of dense/partial/sparse labels); −1 = unknown.
+``annotated``    (B, C) bool: classes declared complete for the sample (partial/sparse:
+                 the declared classes; dense: all; scribble: none). An unknown pixel of a
+                 sample with annotated set Φ lies in {0} ∪ (classes ∉ Φ) — for Φ = ∅ that
+                 is "anything", which is exactly a scribble's unlabelled pixel.
+``valid``        (B, H, W) bool: pixels that carry supervision at all (a sparse volume's
+                 undeclared slices are False).
+``coarse_pos``   (B, P, H, W) int64: per positive coarse strategy, the coarse class of the
+                 pixel or −1 (no positive coarse label there).
+``coarse_neg``   (B, Q, C, H, W) bool: per negative coarse strategy, True where the pixel
+                 is declared "not class c".
+
+A method's network returns ``(logits, features)``: logits (B, C, H, W) and the last decoder
+feature map (B, F, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+ANNOTATION_KINDS = ("scribble", "coarse_pos", "coarse_neg", "partial", "sparse", "dense")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Optimiser and schedule defaults (the paper's or the authors' code's)."""
+
+    name: str = "sgd"  # "sgd" | "adamw"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+
+
+@dataclass
+class LossOutput:
+    """``total`` is the scalar to back-propagate; ``terms`` are detached floats for logs."""
+
+    total: Any
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+class Method:
+    """Base class of every training objective.
+
+    Subclasses set ``id``, ``description`` (one line, shown in the GUI), ``kinds`` (the
+    annotation kinds it learns from) and ``optimizer``; they implement :meth:`loss` and may
+    own extra modules (:meth:`extra_modules`, trained and checkpointed with the network) and
+    per-step state (:meth:`after_step`, :meth:`state_dict`).
+    """
+
+    id: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    kinds: ClassVar[frozenset[str]] = frozenset()
+    optimizer: ClassVar[OptimizerSpec] = OptimizerSpec()
+
+    def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
+        self.num_classes = num_classes
+        self.feature_channels = feature_channels
+        self.options = options
+
+    def setup(self, net) -> None:
+        """Called once with the segmentation network before training (build teachers…)."""
+
+    def extra_modules(self) -> dict[str, Any]:
+        """Trainable modules besides the network (``torch.nn.Module`` by name)."""
+        return {}
+
+    def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
+        raise NotImplementedError
+
+    def after_step(self, net, step: int) -> None:
+        """Called after each optimiser step (EMA updates…)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Non-trainable state to checkpoint (e.g. a teacher's weights)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""napari dock widgets: thin faces over the Qt-free core."""
