@@ -20,6 +20,10 @@ Batch keys (2D slices; B samples, C classes, H×W pixels; all on the training de
 ``coarse_neg``   (B, Q, C, H, W) bool: per negative coarse strategy, True where the pixel
                  is declared "not class c".
 
+``rng``          a ``numpy.random.Generator`` seeded from (seed, iteration, rank) for the
+                 method's own random draws (e.g. FADC), so resumed runs repeat them; torch's
+                 global RNG is re-seeded the same way before each iteration.
+
 A method's network returns ``(logits, features)``: logits (B, C, H, W) and the last decoder
 feature map (B, F, H, W).
 """
@@ -69,6 +73,12 @@ class Method:
         self.num_classes = num_classes
         self.feature_channels = feature_channels
         self.options = options
+
+    @classmethod
+    def options_from_data(cls, targets: dict[str, Any]) -> dict[str, Any]:
+        """Options implied by the training data (one volume's 3D targets), e.g. the number
+        of coarse-annotation strategies; explicit options override them."""
+        return {}
 
     def setup(self, net) -> None:
         """Called once with the segmentation network before training (build teachers…)."""

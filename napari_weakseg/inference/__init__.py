@@ -1,0 +1,1 @@
+"""Inference: whole volumes back on their own grid (see :mod:`.predict`)."""

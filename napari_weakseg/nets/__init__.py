@@ -1,0 +1,1 @@
+"""nets stage of napari_weakseg (see docs/architecture.md)."""

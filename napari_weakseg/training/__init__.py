@@ -1,0 +1,1 @@
+"""training stage of napari_weakseg (see docs/architecture.md)."""

@@ -1,0 +1,339 @@
+"""The iteration-based trainer: one objective (a :class:`~napari_weakseg.methods.Method`),
+poly learning rate, validation on held-out volumes, best/last checkpoints, resume, cancel.
+
+Determinism: the batch of iteration ``t`` and every random draw inside it (dropout,
+teacher noise, FADC) are seeded from ``(seed, t)``, and checkpoints hold the network, the
+method's extra modules and state, the optimiser and the history — so a run resumed from
+its last checkpoint continues exactly as an uninterrupted run would (tested).
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank draws its own batch
+(seeded by its rank), the network is wrapped in ``DistributedDataParallel`` (gloo on CPU,
+nccl on CUDA) and only rank 0 validates, saves and reports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..nets.model_folder import atomic_torch_save, load_model, load_state_checked, save_model_folder
+from .config import TrainConfig
+from .data import SliceDataset, TrainingVolume, to_tensors
+from .events import Checkpoint, Event, Finished, Progress, Started, Validation
+
+LAST_CHECKPOINT = "checkpoints/last.pt"
+
+
+def select_device(requested: str = "auto"):
+    """``auto``: CUDA when present, else Apple MPS, else CPU."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but CUDA is not available")
+    return device
+
+
+def poly_lr(base_lr: float, iteration: int, iterations: int, power: float = 0.9) -> float:
+    return base_lr * (1.0 - iteration / iterations) ** power
+
+
+@dataclass
+class TrainResult:
+    status: str
+    iteration: int
+    model_dir: Path
+    best_mean_dice: float | None
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Train ``config.method`` on ``train`` volumes, validating on ``val`` volumes.
+
+    ``run_dir`` receives ``checkpoints/last.pt``, ``model/`` (best), ``model_last/`` and
+    ``events.jsonl``. ``emit`` receives every :class:`Event` (rank 0 only). ``cancel`` is a
+    ``threading.Event``; when set, the run stops after the current iteration and saves a
+    checkpoint it can be resumed from.
+    """
+
+    def __init__(self, config: TrainConfig, train: list[TrainingVolume],
+                 val: list[TrainingVolume], class_names: list[str], run_dir: str | Path,
+                 emit: Callable[[Event], None] | None = None,
+                 cancel: threading.Event | None = None, data_description: str = ""):
+        self.config = config
+        self.train_volumes = train
+        self.val_volumes = [v for v in val if v.reference is not None]
+        self.class_names = list(class_names)
+        self.run_dir = Path(run_dir)
+        self.emit_fn = emit
+        self.cancel = cancel or threading.Event()
+        self.data_description = data_description
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+
+    # -- helpers ------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        if self.rank == 0 and self.emit_fn is not None:
+            self.emit_fn(event)
+
+    def _build(self, device):
+        import torch
+
+        from ..methods import get_method
+        from ..nets.unet import build_network, default_config
+
+        cfg = self.config
+        num_classes = len(self.class_names)
+        if cfg.init_model:
+            net, init_config = load_model(cfg.init_model)
+            if init_config["classes"] != self.class_names:
+                raise ValueError(f"{cfg.init_model}: model classes {init_config['classes']} "
+                                 f"differ from the project's {self.class_names}")
+            net_config = init_config["network"]
+        else:
+            net_config = default_config(num_classes=num_classes, base_width=cfg.base_width)
+            torch.manual_seed(cfg.seed)
+            net = build_network(net_config)
+        net = net.to(device)
+        method_cls = get_method(cfg.method)
+        options = {**method_cls.options_from_data(self.train_volumes[0].targets),
+                   **cfg.method_options}
+        method = method_cls(num_classes=num_classes, feature_channels=net.feature_channels,
+                            **options)
+        torch.manual_seed(cfg.seed + 1)
+        method.setup(net)
+        extras = {k: m.to(device) for k, m in method.extra_modules().items()}
+        spec = method.optimizer
+        lr = cfg.lr if cfg.lr is not None else spec.lr
+        params = list(net.parameters()) + [p for m in extras.values() for p in m.parameters()]
+        if spec.name == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
+                                        weight_decay=spec.weight_decay)
+        return net, net_config, method, extras, optimizer, lr
+
+    def _checkpoint_state(self, iteration, net, method, extras, optimizer, best, history):
+        return {
+            "iteration": iteration,
+            "net": net.state_dict(),
+            "extras": {k: m.state_dict() for k, m in extras.items()},
+            "method_state": method.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best_mean_dice": -1.0 if best is None else float(best),
+            "history": history,
+            "config": self.config.to_dict(),
+        }
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        import torch
+
+        cfg = self.config
+        distributed = self.world_size > 1
+        device = select_device(cfg.device)
+        if distributed:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+                torch.cuda.set_device(device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        started = time.time()
+        net, net_config, method, extras, optimizer, base_lr = self._build(device)
+        history: list[dict] = []
+        best: float | None = None
+        start = 0
+        checkpoint_path = self.run_dir / LAST_CHECKPOINT
+        if checkpoint_path.exists():
+            state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+            load_state_checked(net, state["net"], checkpoint_path)
+            for k, m in extras.items():
+                m.load_state_dict(state["extras"][k])
+            method.load_state_dict(state["method_state"])
+            optimizer.load_state_dict(state["optimizer"])
+            start = int(state["iteration"])
+            best = None if state["best_mean_dice"] < 0 else float(state["best_mean_dice"])
+            history = list(state["history"])
+        model_for_step = net
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model_for_step = DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None)
+        dataset = SliceDataset(self.train_volumes, cfg.size, seed=cfg.seed, rank=self.rank)
+        use_amp = cfg.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
+                          iterations=cfg.iterations, start_iteration=start,
+                          device=str(device), train_slices=len(dataset),
+                          val_volumes=len(self.val_volumes)))
+        best_dir = self.run_dir / "model"
+        last_dir = self.run_dir / "model_last"
+        timer_start, timer_iters = time.time(), 0
+        last_emit = 0.0
+        iteration = start
+        status = "completed"
+        for iteration in range(start, cfg.iterations):
+            if self.cancel.is_set():
+                status = "cancelled"
+                break
+            lr = poly_lr(base_lr, iteration, cfg.iterations, method.optimizer.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = to_tensors(dataset.batch(iteration, cfg.batch_size), device)
+            torch.manual_seed(cfg.seed * 1_000_003 + iteration * 7919 + self.rank)
+            np_state = np.random.default_rng([cfg.seed, iteration, self.rank, 1])
+            batch["rng"] = np_state
+            net.train()
+            for m in extras.values():
+                m.train()
+            with torch.autocast(device.type, enabled=use_amp):
+                out = method.loss(model_for_step, batch, iteration)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.total).backward()
+            if distributed and extras:
+                self._all_reduce_extras(extras)
+            scaler.step(optimizer)
+            scaler.update()
+            method.after_step(net, iteration)
+            done = iteration + 1
+            timer_iters += 1
+            now = time.time()
+            if not math.isfinite(float(out.total.detach())):
+                raise FloatingPointError(f"loss became {float(out.total)} at iteration {done}")
+            if now - last_emit > 0.25 or done == cfg.iterations:
+                rate = timer_iters / max(now - timer_start, 1e-9)
+                self.emit(Progress(iteration=done, iterations=cfg.iterations,
+                                   losses={"total": float(out.total.detach()), **out.terms},
+                                   lr=lr, it_per_s=rate,
+                                   eta_s=(cfg.iterations - done) / max(rate, 1e-9)))
+                last_emit = now
+            if self.rank == 0 and (done % cfg.val_every == 0 or done == cfg.iterations):
+                dice = self.validate(net, device)
+                if dice is not None:
+                    mean = float(np.mean(list(dice.values())))
+                    is_best = best is None or mean > best
+                    history.append({"iteration": done, "dice": dice, "mean_dice": mean})
+                    if is_best:
+                        best = mean
+                        self._save_model(best_dir, net, net_config, done, started, history, best)
+                    self.emit(Validation(iteration=done, dice=dice, mean_dice=mean,
+                                         best=is_best))
+            if self.rank == 0 and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+                self._save_checkpoint(done, net, method, extras, optimizer, best, history)
+        else:
+            iteration = cfg.iterations
+        if status == "cancelled":
+            iteration = iteration  # the first iteration not run
+        final_iteration = iteration if status == "cancelled" else cfg.iterations
+        if self.rank == 0:
+            self._save_checkpoint(final_iteration, net, method, extras, optimizer, best, history)
+            self._save_model(last_dir, net, net_config, final_iteration, started, history, best)
+            if not best_dir.exists():  # no validation data: the last model is the model
+                self._save_model(best_dir, net, net_config, final_iteration, started, history,
+                                 best)
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+        self.emit(Finished(status=status, iteration=final_iteration, model_dir=str(best_dir),
+                           best_mean_dice=best, seconds=time.time() - started))
+        return TrainResult(status, final_iteration, best_dir, best, history)
+
+    def _all_reduce_extras(self, extras) -> None:
+        """Average the gradients of the method's own modules (DDP wraps only the network)."""
+        import torch
+        import torch.distributed as dist
+
+        for module in extras.values():
+            for p in module.parameters():
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad /= self.world_size
+
+    def _save_checkpoint(self, iteration, net, method, extras, optimizer, best, history):
+        path = self.run_dir / LAST_CHECKPOINT
+        atomic_torch_save(self._checkpoint_state(iteration, net, method, extras, optimizer,
+                                                 best, history), path)
+        self.emit(Checkpoint(iteration=iteration, path=str(path)))
+
+    def validate(self, net, device) -> dict[str, float] | None:
+        """Mean 3D Dice per foreground class over the validation volumes."""
+        from ..evaluation.metrics import dice
+        from ..inference.predict import predict_volume
+
+        if not self.val_volumes:
+            return None
+        scores: dict[str, list[float]] = {name: [] for name in self.class_names[1:]}
+        for volume in self.val_volumes:
+            prediction = predict_volume(net, volume.image, self.config.size, device=device,
+                                        normalise=False,
+                                        flip_tta=self.config.flip_tta_validation)
+            for c, name in enumerate(self.class_names[1:], start=1):
+                value = dice(prediction.labels == c, volume.reference == c)
+                scores[name].append(1.0 if np.isnan(value) else value)  # both empty: perfect
+        return {name: float(np.mean(values)) for name, values in scores.items()}
+
+    def _save_model(self, folder, net, net_config, iteration, started, history, best):
+        cfg = self.config
+        latest = history[-1] if history else None
+        config = {
+            "network": net_config,
+            "classes": self.class_names,
+            "preprocessing": {"normalisation": "wsl4mis-p99-minmax", "size": [cfg.size, cfg.size],
+                              "slice_axis": "z", "resize": "bilinear"},
+            "method": cfg.method,
+            "method_options": cfg.method_options,
+            "training": {**cfg.to_dict(), "iterations_done": iteration,
+                         "seconds": round(time.time() - started, 1),
+                         "data": self.data_description},
+            "validation": {"best_mean_dice": best, "latest": latest},
+        }
+        save_model_folder(folder, net, config, model_card(config),
+                          half_precision=cfg.half_precision_weights)
+
+
+def model_card(config: dict) -> str:
+    """A Markdown model card from a model folder's config."""
+    training = config["training"]
+    lines = [f"# {config['method']} model ({', '.join(config['classes'][1:])})", "",
+             f"- method: `{config['method']}` {config.get('method_options') or ''}",
+             f"- data: {training.get('data') or 'not recorded'}",
+             f"- training: {training['iterations_done']} / {training['iterations']} iterations, "
+             f"batch {training['batch_size']}, {training['size']}² input, width "
+             f"{training['base_width']}, device {training['device']}, "
+             f"{training['seconds']:.0f} s",
+             f"- pre-processing: {config['preprocessing']}", ""]
+    latest = config["validation"].get("latest")
+    if latest:
+        lines += ["## Validation (3D Dice per class, validation volumes, never the test set)", "",
+                  "| class | Dice |", "|---|---|"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in latest["dice"].items()]
+        lines += [f"| mean | {latest['mean_dice']:.3f} |", ""]
+    else:
+        lines += ["No validation data was available for this run.", ""]
+    return "\n".join(lines)
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -1,0 +1,85 @@
+"""The training process: ``python -m napari_weakseg.training.worker RUN_DIR``.
+
+Reads ``RUN_DIR/run.json`` (``{"config": TrainConfig dict, "data": source dict,
+"classes": [...]}``), trains, and writes one JSON event per line to stdout and to
+``RUN_DIR/events.jsonl``. Cancel: create ``RUN_DIR/cancel`` or send SIGTERM/SIGINT; the
+run stops after the current iteration with a checkpoint. Running it again on the same
+folder resumes from that checkpoint. Exit code 0 completed or cancelled, 1 failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .events import Event, Failed, Log
+
+CANCEL_FILE = "cancel"
+EVENTS_FILE = "events.jsonl"
+RUN_FILE = "run.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m napari_weakseg.training.worker RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    events_path = run_dir / EVENTS_FILE
+    cancel = threading.Event()
+    lock = threading.Lock()
+
+    rank = int(os.environ.get("RANK", 0))
+
+    def emit(event: Event) -> None:
+        if rank != 0 and event.type != "failed":
+            return
+        line = event.to_json()
+        with lock:
+            print(line, flush=True)
+            with open(events_path, "a") as handle:
+                handle.write(line + "\n")
+
+    def request_cancel(*_):
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, request_cancel)
+    signal.signal(signal.SIGINT, request_cancel)
+
+    def watch_cancel_file():
+        while not cancel.is_set():
+            if (run_dir / CANCEL_FILE).exists():
+                cancel.set()
+            time.sleep(0.2)
+
+    threading.Thread(target=watch_cancel_file, daemon=True).start()
+    try:
+        from .config import TrainConfig
+        from .sources import load_source
+        from .trainer import Trainer
+
+        spec = json.loads((run_dir / RUN_FILE).read_text())
+        config = TrainConfig.from_dict(spec["config"])
+        (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+        emit(Log(message="loading data"))
+        data = load_source(spec["data"], config)
+        emit(Log(message=f"{len(data.train)} training and {len(data.val)} validation volumes"))
+        trainer = Trainer(config, data.train, data.val, data.class_names, run_dir, emit=emit,
+                          cancel=cancel, data_description=data.description)
+        trainer.run()
+        return 0
+    except Exception as exc:  # reported as an event; the GUI shows it with the log
+        from .trainer import format_exception
+
+        emit(Failed(error=f"{type(exc).__name__}: {exc}", traceback=format_exception(exc),
+                    log_path=str(events_path)))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
