@@ -167,7 +167,11 @@ def _dilate_mm(mask: np.ndarray, mm: float, pixel_mm: float) -> np.ndarray:
 
 
 def _example_scribble(anat, yy, xx, lv, myo, rv, r_lv, wall, body, pixel_mm) -> np.ndarray:
-    """Thin analytic strokes: LV centre line, MYO mid-wall arc, RV mid-line, background arc."""
+    """Strokes like an annotator's: an LV centre line, the MYO mid-wall arc, the RV's
+    medial axis (skeleton of the crescent), and background strokes around the heart, along
+    the body wall and through the air outside the body."""
+    from skimage.morphology import skeletonize
+
     half = pixel_mm * 0.75
     cy, cx = anat.centre
     dy, dx = yy - cy, xx - cx
@@ -176,15 +180,18 @@ def _example_scribble(anat, yy, xx, lv, myo, rv, r_lv, wall, body, pixel_mm) -> 
     rho = np.sqrt((u / 1.08) ** 2 + (v / 0.94) ** 2)
     theta = np.arctan2(dy, dx)
     out = np.full(lv.shape, UNANNOTATED, np.uint8)
+    heart_zone = _dilate_mm(lv | myo | rv, 6.0, pixel_mm)
     lv_line = (np.abs(dy - 0.3 * dx) < half) & (rho < 0.75 * r_lv) & lv
     myo_arc = (np.abs(rho - (r_lv + wall / 2)) < half) & (np.abs(np.sin(theta - 0.7)) < 0.85) & myo
-    rv_core = rv & ~_dilate_mm(~rv, 3.0, pixel_mm)
-    # the line from the LV centre through the RV centre, inside the RV
-    across = (yy - cy) * np.cos(anat.rv_angle) - (xx - cx) * np.sin(anat.rv_angle)
-    rv_line = rv_core & (np.abs(across) < 1.5 * half)
-    bg_arc = (np.abs(rho - (r_lv + wall + 25.0)) < half) & body & ~rv & ~myo & ~lv \
-        & (np.cos(theta - anat.rv_angle) < 0.2)
-    out[bg_arc] = encode_class(BG)
+    rv_line = skeletonize(rv & ~_dilate_mm(~rv, 1.5, pixel_mm)) if rv.any() else rv
+    near_arc = (np.abs(rho - (r_lv + wall + 25.0)) < half) & (np.cos(theta - anat.rv_angle) < 0.2)
+    ny, nx = lv.shape
+    row = np.zeros_like(lv)
+    row[int(ny * 0.82), int(nx * 0.04):int(nx * 0.96)] = True  # a sweep across air, wall, lung
+    column = np.zeros_like(lv)
+    column[int(ny * 0.06):int(ny * 0.3), int(nx * 0.12)] = True  # the air in a corner
+    bg = (near_arc | row | column) & ~heart_zone
+    out[bg] = encode_class(BG)
     out[rv_line] = encode_class(RV)
     out[myo_arc] = encode_class(MYO)
     out[lv_line] = encode_class(LV)

@@ -48,12 +48,13 @@ def known_labels(batch: dict[str, Any], use_coarse_pos: bool = False) -> torch.T
 
 
 class PartialCrossEntropy(Method):
-    """pCE: cross-entropy on pixels whose class is known (WSL4MIS ``train_weakly_supervised_pCE_2D``).
+    """pCE: cross-entropy on pixels whose class is known (WSL4MIS pCE baseline).
 
-    Loss = mean over the labelled pixels of the whole batch of −log softmax(logits)[label]
-    (torch ``ignore_index`` semantics; matches the oracle ``effdnet_pce_pseudo.npz`` ``pce``).
-    Uses ``labels`` (masked by ``valid``); positive coarse labels fill still-unknown pixels
-    unless ``use_coarse_pos=False``.
+    As coded in WSL4MIS ``train_weakly_supervised_pCE_2D.py``: loss = mean over the labelled
+    pixels of the whole batch of −log softmax(logits)[label] (torch ``ignore_index``
+    semantics; matches the oracle ``effdnet_pce_pseudo.npz`` ``pce``). Uses ``labels`` (masked
+    by ``valid``); positive coarse labels fill still-unknown pixels (the first strategy that
+    has one wins) unless ``use_coarse_pos=False`` — "any kind reduced to labelled pixels".
 
     As coded: SGD lr 0.03 (script default, also what ``train_wss.sh`` runs), momentum 0.9,
     weight decay 1e-4, poly 0.9; the partial Dice the script constructs is unused, so not

@@ -30,6 +30,7 @@ class TrainConfig:
     threads: int | None = None
     init_model: str | None = None
     method_options: dict = field(default_factory=dict)
+    max_seconds: float | None = None
     half_precision_weights: bool = False
     flip_tta_validation: bool = False
 

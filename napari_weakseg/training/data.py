@@ -59,21 +59,9 @@ class TrainingVolume:
     tags: dict = field(default_factory=dict)
 
     def supervised_slices(self) -> list[int]:
-        """Slices that carry any supervision."""
-        keep = np.zeros(self.image.shape[0], bool)
-        if "valid" in self.targets:
-            keep |= self.targets["valid"].reshape(self.image.shape[0], -1).any(axis=1)
-        if "labels" in self.targets:
-            keep |= (self.targets["labels"] >= 0).reshape(self.image.shape[0], -1).any(axis=1)
-        for key in ("coarse_pos",):
-            if key in self.targets:
-                keep |= (self.targets[key] >= 0).reshape(self.targets[key].shape[0],
-                                                         self.image.shape[0], -1).any(axis=(0, 2))
-        if "coarse_neg" in self.targets:
-            neg = self.targets["coarse_neg"]
-            keep |= neg.reshape(neg.shape[0], neg.shape[1], self.image.shape[0], -1) \
-                .any(axis=(0, 1, 3))
-        return [int(z) for z in np.flatnonzero(keep)]
+        """Slices that carry any supervision (``valid`` anywhere on the slice)."""
+        valid = self.targets["valid"]
+        return [int(z) for z in np.flatnonzero(valid.reshape(valid.shape[0], -1).any(axis=1))]
 
 
 def resize_slice(array: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
@@ -81,6 +69,8 @@ def resize_slice(array: np.ndarray, size: tuple[int, int], order: int) -> np.nda
     h, w = array.shape[-2:]
     if (h, w) == tuple(size):
         return array.copy()
+    if array.size == 0:  # e.g. no coarse strategies: (0, H, W)
+        return np.zeros(array.shape[:-2] + tuple(size), array.dtype)
     factors = (1,) * (array.ndim - 2) + (size[0] / h, size[1] / w)
     out = ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=order == 0)
     assert out.shape[-2:] == tuple(size), (out.shape, size)

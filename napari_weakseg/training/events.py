@@ -67,7 +67,8 @@ class Checkpoint(Event):
 
 @dataclass
 class Finished(Event):
-    """``status``: ``completed`` or ``cancelled``; ``model_dir``: the best model folder."""
+    """``status``: ``completed``, ``cancelled`` or ``budget`` (time budget spent);
+    ``model_dir``: the best model folder."""
 
     type: ClassVar[str] = "finished"
     status: str

@@ -4,8 +4,11 @@ A *source* is a JSON-serialisable dict so that the training process can rebuild 
 
 * ``{"kind": "synthetic", "subjects": 4, "val_subjects": 1, "seed": 0, "shape": [Z, Y, X]}``
   — the procedural cardiac phantoms with their example scribbles (tests, the demo);
+* ``{"kind": "acdc", "root": "../shared/data/acdc", "supervision": "scribble" | "dense",
+  "limit": N}`` — the ACDC folder layout (``images/``, ``scribbles/`` with 4 = unannotated,
+  ``labels/``, ``splits.json``): trains on the ``train`` split, validates on ``val``;
 * ``{"kind": "project", "path": ..., "train": {tag filters}, "val": {tag filters}}`` —
-  a project's annotated volumes (see :func:`project_volumes`).
+  a project's annotated volumes (see :func:`project_data`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def load_source(source: dict, config=None) -> TrainingData:
     kind = source.get("kind")
     if kind == "synthetic":
         return synthetic_data(**{k: v for k, v in source.items() if k != "kind"})
+    if kind == "acdc":
+        return acdc_data(**{k: v for k, v in source.items() if k != "kind"})
     if kind == "project":
         return project_data(source, config)
     raise ValueError(f"unknown data source kind {kind!r} (expected 'synthetic' or 'project')")
@@ -70,5 +75,106 @@ def synthetic_data(subjects: int = 4, val_subjects: int = 1, seed: int = 0,
                         f"({supervision}), {val_subjects} validation subjects, seed {seed}")
 
 
+def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
+              limit: int | None = None, val_limit: int | None = None) -> TrainingData:
+    """ACDC train split with its real manual scribbles (or dense labels), val split for
+    validation. ``limit``/``val_limit`` keep the first N volumes (quick runs)."""
+    import json
+    from pathlib import Path
+
+    from ..io import read_labels, read_volume
+    from ..schema import LabelSchema
+
+    root = Path(root)
+    splits_path = root / "splits.json"
+    if not splits_path.exists():
+        raise FileNotFoundError(f"{splits_path}: ACDC splits file not found")
+    splits = json.loads(splits_path.read_text())
+    names = LabelSchema.cardiac().names
+    if supervision not in ("scribble", "dense"):
+        raise ValueError(f"ACDC supervision must be 'scribble' or 'dense', got {supervision!r}")
+
+    def load(case: str, for_training: bool) -> TrainingVolume:
+        image = read_volume(root / "images" / f"{case}.nii.gz")
+        truth = read_labels(root / "labels" / f"{case}.nii.gz", like=image.geometry).data
+        if for_training and supervision == "scribble":
+            wsl = read_labels(root / "scribbles" / f"{case}.nii.gz", like=image.geometry).data
+            encoded = np.where(wsl == len(names), 0, wsl.astype(np.int64) + 1)
+            targets = scribble_targets(encoded, len(names))
+        else:
+            targets = dense_targets(truth, len(names))
+        return TrainingVolume(case, normalise_intensity(image.data), targets, truth,
+                              image.geometry.spatial_spacing, {"dataset": "acdc"})
+
+    train = [load(c, True) for c in splits["train"][:limit]]
+    val = [load(c, False) for c in splits["val"][:val_limit]]
+    return TrainingData(train, val, names,
+                        f"ACDC train split ({len(train)} volumes, "
+                        f"{'real manual scribbles' if supervision == 'scribble' else 'dense labels'}); "
+                        f"validation: ACDC val split ({len(val)} volumes)")
+
+
 def project_data(source: dict, config=None) -> TrainingData:
-    raise NotImplementedError  # replaced once the store lands (see project_volumes)
+    """A project's volumes. Keys of ``source``: ``path``; ``train`` / ``val`` tag filters
+    (default: every volume not tagged ``split`` = val/test trains, ``split`` = val
+    validates); ``ground_truth_as_training``: train on the stored ground truth (the ``full``
+    upper bound in benchmarks — never implied).
+
+    Training volumes are those carrying annotations of the kinds the method learns from;
+    validation volumes need a reference mask (ground truth, else a ``dense`` annotation).
+    """
+    from ..methods import get_method
+    from ..store import Project
+    from ..weak.targets import dense_targets as dense_volume_targets
+    from ..weak.targets import volume_targets
+
+    project = Project.open(source["path"])
+    try:
+        method_kinds = get_method(config.method).kinds if config is not None else None
+        train_filter = source.get("train")
+        val_filter = source.get("val", {"split": "val"})
+        if train_filter is None:
+            records = [r for r in project.volumes()
+                       if r.tags.get("split") not in ("val", "test")]
+        else:
+            records = project.volumes(**train_filter)
+        use_truth = bool(source.get("ground_truth_as_training"))
+        train: list[TrainingVolume] = []
+        for record in records:
+            if use_truth:
+                truth = project.ground_truth(record)
+                if truth is None:
+                    continue
+                targets = dense_volume_targets(truth, project.num_classes)
+            else:
+                kinds = {a.kind for a in project.annotations(record)}
+                if method_kinds is not None:
+                    kinds &= set(method_kinds)
+                if not kinds:
+                    continue
+                targets = volume_targets(project, record, kinds=kinds)
+            image = project.read_image(record)
+            train.append(TrainingVolume(record.name, normalise_intensity(image.data),
+                                        targets.as_dict(), None,
+                                        image.geometry.spatial_spacing, dict(record.tags)))
+        if not train:
+            raise ValueError(f"{project.root}: no volume carries annotations the method "
+                             f"'{getattr(config, 'method', '?')}' learns from "
+                             f"({', '.join(sorted(method_kinds or []))})")
+        val: list[TrainingVolume] = []
+        for record in project.volumes(**val_filter):
+            reference = project.ground_truth(record)
+            if reference is None and any(a.kind == "dense" for a in project.annotations(record)):
+                reference = project.annotation(record, "dense").data.astype(np.int64) - 1
+            if reference is None:
+                continue
+            image = project.read_image(record)
+            val.append(TrainingVolume(record.name, normalise_intensity(image.data), {},
+                                      np.asarray(reference), image.geometry.spatial_spacing,
+                                      dict(record.tags)))
+        description = (f"project {project.root} ({len(train)} training volumes"
+                       f"{', stored ground truth' if use_truth else ''}; "
+                       f"{len(val)} validation volumes)")
+        return TrainingData(train, val, project.schema.names, description)
+    finally:
+        project.close()

@@ -195,6 +195,9 @@ class Trainer:
             if self.cancel.is_set():
                 status = "cancelled"
                 break
+            if cfg.max_seconds is not None and time.time() - started > cfg.max_seconds:
+                status = "budget"
+                break
             lr = poly_lr(base_lr, iteration, cfg.iterations, method.optimizer.poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -227,23 +230,17 @@ class Trainer:
                                    eta_s=(cfg.iterations - done) / max(rate, 1e-9)))
                 last_emit = now
             if self.rank == 0 and (done % cfg.val_every == 0 or done == cfg.iterations):
-                dice = self.validate(net, device)
-                if dice is not None:
-                    mean = float(np.mean(list(dice.values())))
-                    is_best = best is None or mean > best
-                    history.append({"iteration": done, "dice": dice, "mean_dice": mean})
-                    if is_best:
-                        best = mean
-                        self._save_model(best_dir, net, net_config, done, started, history, best)
-                    self.emit(Validation(iteration=done, dice=dice, mean_dice=mean,
-                                         best=is_best))
+                best = self._validate_and_keep_best(net, device, done, best, history,
+                                                    net_config, started)
             if self.rank == 0 and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                 self._save_checkpoint(done, net, method, extras, optimizer, best, history)
         else:
             iteration = cfg.iterations
-        if status == "cancelled":
-            iteration = iteration  # the first iteration not run
-        final_iteration = iteration if status == "cancelled" else cfg.iterations
+        final_iteration = cfg.iterations if status == "completed" else iteration
+        if status == "budget" and self.rank == 0 and (not history or
+                                                      history[-1]["iteration"] != iteration):
+            best = self._validate_and_keep_best(net, device, iteration, best, history,
+                                                net_config, started)
         if self.rank == 0:
             self._save_checkpoint(final_iteration, net, method, extras, optimizer, best, history)
             self._save_model(last_dir, net, net_config, final_iteration, started, history, best)
@@ -276,6 +273,22 @@ class Trainer:
         atomic_torch_save(self._checkpoint_state(iteration, net, method, extras, optimizer,
                                                  best, history), path)
         self.emit(Checkpoint(iteration=iteration, path=str(path)))
+
+    def _validate_and_keep_best(self, net, device, iteration, best, history, net_config,
+                                started) -> float | None:
+        """Validate; record the scores; save the model folder when they are the best yet."""
+        dice = self.validate(net, device)
+        if dice is None:
+            return best
+        mean = float(np.mean(list(dice.values())))
+        is_best = best is None or mean > best
+        history.append({"iteration": iteration, "dice": dice, "mean_dice": mean})
+        if is_best:
+            best = mean
+            self._save_model(self.run_dir / "model", net, net_config, iteration, started,
+                             history, best)
+        self.emit(Validation(iteration=iteration, dice=dice, mean_dice=mean, best=is_best))
+        return best
 
     def validate(self, net, device) -> dict[str, float] | None:
         """Mean 3D Dice per foreground class over the validation volumes."""
