@@ -64,8 +64,8 @@ def test_layers_follow_the_reference():
     assert len(ups) == 4 and all(u.align_corners and u.mode == "bilinear" for u in ups)
     keys = set(net.state_dict())
     # Reference module names (a WSL4MIS state dict loads directly).
-    for key in ("encoder.in_conv.conv_conv.0.weight", "encoder.down4.maxpool_conv.1.conv_conv.4.bias",
-                "decoder.up1.conv1x1.weight", "decoder.up4.conv.conv_conv.1.running_mean",
+    for key in ("encoder.in_conv.conv_conv.0.weight",
+                "encoder.down4.maxpool_conv.1.conv_conv.4.bias", "decoder.up1.conv1x1.weight", "decoder.up4.conv.conv_conv.1.running_mean",
                 "decoder.out_conv.weight"):
         assert key in keys
 
