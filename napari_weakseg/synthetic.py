@@ -184,6 +184,7 @@ def _example_scribble(anat, yy, xx, lv, myo, rv, r_lv, wall, body, pixel_mm) -> 
     lv_line = (np.abs(dy - 0.3 * dx) < half) & (rho < 0.75 * r_lv) & lv
     myo_arc = (np.abs(rho - (r_lv + wall / 2)) < half) & (np.abs(np.sin(theta - 0.7)) < 0.85) & myo
     rv_line = skeletonize(rv & ~_dilate_mm(~rv, 1.5, pixel_mm)) if rv.any() else rv
+    rv_line = _dilate_mm(rv_line, pixel_mm, pixel_mm) & rv  # a 3-px brush along the axis
     near_arc = (np.abs(rho - (r_lv + wall + 25.0)) < half) & (np.cos(theta - anat.rv_angle) < 0.2)
     ny, nx = lv.shape
     row = np.zeros_like(lv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -156,12 +157,19 @@ def test_two_process_ddp_on_cpu(tmp_path):
     run = TrainingRun(tmp_path / "ddp", tiny_config(iterations=6, val_every=6,
                                                     checkpoint_every=3), SOURCE)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone",
          "--nproc_per_node=2", "-m", "napari_weakseg.training.worker", str(run.run_dir)],
-        capture_output=True, text=True, env=env, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    events = [parse_event(line) for line in result.stdout.splitlines()]
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    finally:  # never leave rank processes behind
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    events = [parse_event(line) for line in stdout.splitlines()]
     events = [e for e in events if e is not None]
     assert [e.type for e in events].count("started") == 1  # rank 0 reports
     assert events[-1].type == "finished" and events[-1].status == "completed"
