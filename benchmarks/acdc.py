@@ -2,9 +2,15 @@
 
     .venv/bin/python benchmarks/acdc.py pce --minutes 10 [--profile quick-cpu] [--out DIR]
     .venv/bin/python benchmarks/acdc.py full --minutes 10
+    .venv/bin/python benchmarks/acdc.py refineseg --minutes 10 [--option ablation='"no_heads"']
+    .venv/bin/python benchmarks/acdc.py pce --supervision coarse --minutes 10
+    .venv/bin/python benchmarks/acdc.py disambig --minutes 10      # multisource labels
+    .venv/bin/python benchmarks/acdc.py full --supervision multisource-naive --minutes 10
 
 Data: ``../shared/data/acdc`` — the train split's real manual scribbles (``pce``,
-``effdnet``) or dense labels (``full``); evaluation on the val split (never a test set),
+``effdnet``), dense labels (``full``), or weak labels simulated from them (``refineseg``:
+coarse +/−, ``disambig``: three partial/sparse sources; ``--supervision`` overrides, see
+``napari_weakseg.training.sources.simulated_acdc_targets``); evaluation on the val split (never a test set),
 3D per-class Dice, HD95 and ASSD in mm on each volume's own grid. The number of
 iterations is set from the measured step time so the poly schedule ends with the budget.
 Prints a Markdown table; ``--out`` keeps the model folder (usable by ``weakseg predict``).
@@ -23,7 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ACDC = ROOT.parent / "shared" / "data" / "acdc"
-SUPERVISION = {"pce": "scribble", "effdnet": "scribble", "full": "dense"}
+SUPERVISION = {"pce": "scribble", "effdnet": "scribble", "full": "dense",
+               "refineseg": "coarse", "disambig": "multisource"}
 
 
 def estimate_step_seconds(config, data, method: str) -> float:
@@ -80,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="run folder to keep (model in OUT/model)")
     parser.add_argument("--limit", type=int, help="use only the first N training volumes")
     parser.add_argument("--flip-tta", action="store_true")
+    parser.add_argument("--supervision", help="scribble, dense, coarse, multisource, "
+                        "multisource-naive (default: by method)")
     args = parser.parse_args(argv)
     if not (args.acdc / "splits.json").exists():
         print(f"ACDC data not found at {args.acdc}", file=sys.stderr)
@@ -91,7 +100,8 @@ def main(argv=None) -> int:
     config = profile(args.profile, method=args.method, device=args.device,
                      method_options=options, **overrides)
     t0 = time.time()
-    data = acdc_data(args.acdc, SUPERVISION.get(args.method, "scribble"), limit=args.limit)
+    supervision = args.supervision or SUPERVISION.get(args.method, "scribble")
+    data = acdc_data(args.acdc, supervision, limit=args.limit)
     load_s = time.time() - t0
     step = estimate_step_seconds(config, data, args.method)
     budget = args.minutes * 60
@@ -115,7 +125,7 @@ def main(argv=None) -> int:
 
     write_json(run_dir / "val_metrics.json", results, summary)
     write_csv(run_dir / "val_metrics.csv", results, summary)
-    print(f"\n### {args.method} on ACDC val ({len(data.val)} volumes), {args.minutes:g} min "
+    print(f"\n### {args.method} ({supervision}) on ACDC val ({len(data.val)} volumes), {args.minutes:g} min "
           f"budget, {result.iteration} iterations, {config.size}², width {config.base_width}, "
           f"batch {config.batch_size}\n")
     print("| class | Dice | HD95 (mm) | ASSD (mm) |")

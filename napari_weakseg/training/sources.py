@@ -75,10 +75,62 @@ def synthetic_data(subjects: int = 4, val_subjects: int = 1, seed: int = 0,
                         f"({supervision}), {val_subjects} validation subjects, seed {seed}")
 
 
+ACDC_SUPERVISION = ("scribble", "dense", "coarse", "multisource", "multisource-naive")
+
+
+def simulated_acdc_targets(truth: np.ndarray, supervision: str, index: int,
+                           num_classes: int) -> dict[str, np.ndarray]:
+    """Weak labels simulated from a dense ACDC mask (benchmarks of issues 5 and 7).
+
+    ``coarse`` (RefineSeg protocol): positive masks = per-class erosion of RV/MYO/LV by the
+    Morpho-MNIST rule plus background eroded by 4 px; negative masks = "not c" outside a
+    3-px dilation of each class. ``multisource``: three sources by volume index — source 0
+    annotates LV + MYO (partial), source 1 RV only (partial), source 2 every class on 20 % of
+    the slices (sparse); declarations recorded. ``multisource-naive``: the same labels read
+    as if every unannotated voxel were background (the naive baseline).
+    """
+    from ..weak.simulate import simulate, simulate_coarse_neg, simulate_coarse_pos
+    from ..weak.targets import SimpleAnnotation, build_targets
+
+    shape = truth.shape
+    if supervision == "coarse":
+        foreground = simulate_coarse_pos(truth, num_classes, classes=[1, 2, 3])
+        background = simulate_coarse_pos(truth, num_classes, classes=[0], radius=4)
+        positive = np.where(foreground > 0, foreground, background)
+        negative = simulate_coarse_neg(truth, num_classes)
+        annotations = [SimpleAnnotation("coarse_pos", positive),
+                       SimpleAnnotation("coarse_neg", negative)]
+        return build_targets(annotations, num_classes, shape).as_dict()
+    source = index % 3
+    if source == 0:
+        sim = simulate("partial", truth, num_classes, keep=[2, 3])
+    elif source == 1:
+        sim = simulate("partial", truth, num_classes, keep=[1])
+    else:
+        sim = simulate("sparse", truth, num_classes, fraction=0.2, seed=index)
+    if supervision == "multisource":
+        annotation = SimpleAnnotation(sim.kind, sim.data, declared_classes=sim.declared_classes,
+                                      declared_slices=sim.declared_slices)
+        return build_targets([annotation], num_classes, shape).as_dict()
+    # naive: unannotated voxels of annotated slices are background
+    labels = np.maximum(sim.data.astype(np.int64) - 1, 0)
+    valid = np.ones(shape, bool)
+    if sim.kind == "sparse":
+        declared = np.zeros(shape[0], bool)
+        declared[list(sim.declared_slices)] = True
+        labels[~declared] = -1
+        valid[~declared] = False
+    return {"labels": labels, "valid": valid,
+            "annotated": np.repeat(valid.reshape(shape[0], -1).any(1)[:, None], num_classes, 1),
+            "coarse_pos": np.zeros((0,) + shape, np.int64),
+            "coarse_neg": np.zeros((0, num_classes) + shape, bool)}
+
+
 def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
               limit: int | None = None, val_limit: int | None = None) -> TrainingData:
-    """ACDC train split with its real manual scribbles (or dense labels), val split for
-    validation. ``limit``/``val_limit`` keep the first N volumes (quick runs)."""
+    """ACDC train split for training, val split for validation (``limit``/``val_limit`` keep
+    the first N volumes). ``supervision``: ``scribble`` (the real manual scribbles), ``dense``
+    (the ground truth), or weak labels simulated from it (:func:`simulated_acdc_targets`)."""
     import json
     from pathlib import Path
 
@@ -91,26 +143,31 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
         raise FileNotFoundError(f"{splits_path}: ACDC splits file not found")
     splits = json.loads(splits_path.read_text())
     names = LabelSchema.cardiac().names
-    if supervision not in ("scribble", "dense"):
-        raise ValueError(f"ACDC supervision must be 'scribble' or 'dense', got {supervision!r}")
+    if supervision not in ACDC_SUPERVISION:
+        raise ValueError(f"ACDC supervision must be one of {ACDC_SUPERVISION}, "
+                         f"got {supervision!r}")
 
-    def load(case: str, for_training: bool) -> TrainingVolume:
+    def load(case: str, for_training: bool, index: int = 0) -> TrainingVolume:
         image = read_volume(root / "images" / f"{case}.nii.gz")
         truth = read_labels(root / "labels" / f"{case}.nii.gz", like=image.geometry).data
         if for_training and supervision == "scribble":
             wsl = read_labels(root / "scribbles" / f"{case}.nii.gz", like=image.geometry).data
             encoded = np.where(wsl == len(names), 0, wsl.astype(np.int64) + 1)
             targets = scribble_targets(encoded, len(names))
+        elif for_training and supervision != "dense":
+            targets = simulated_acdc_targets(truth, supervision, index, len(names))
         else:
             targets = dense_targets(truth, len(names))
         return TrainingVolume(case, normalise_intensity(image.data), targets, truth,
                               image.geometry.spatial_spacing, {"dataset": "acdc"})
 
-    train = [load(c, True) for c in splits["train"][:limit]]
+    # one index per patient, so both frames of a patient come from the same source
+    patients = sorted({c.split("_")[0] for c in splits["train"]})
+    train = [load(c, True, patients.index(c.split("_")[0])) for c in splits["train"][:limit]]
     val = [load(c, False) for c in splits["val"][:val_limit]]
     return TrainingData(train, val, names,
                         f"ACDC train split ({len(train)} volumes, "
-                        f"{'real manual scribbles' if supervision == 'scribble' else 'dense labels'}); "
+                        f"{ {'scribble': 'real manual scribbles', 'dense': 'dense labels'}.get(supervision, 'weak labels simulated from the ground truth: ' + supervision)}); "
                         f"validation: ACDC val split ({len(val)} volumes)")
 
 
