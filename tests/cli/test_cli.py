@@ -58,3 +58,14 @@ def test_unknown_command(argv, code):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == code
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--iterations", "3", "--subjects", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 training volumes, 2 validation volumes" in out
+    assert "| synth001_frame01 |" in out and "completed at iteration 3" in out
+    from PIL import Image
+
+    picture = Image.open(tmp_path / "overlay.png")
+    assert picture.width == 3 * picture.height  # image | prediction | truth
