@@ -9,13 +9,13 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, fsync_dir, fsync_file  # noqa: F401  (re-exported)
 from .errors import GeometryMismatchError, VolumeError
 from .geometry import VolumeGeometry
 
@@ -212,34 +212,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray,
 
 
 def atomic_save(image, path: Path) -> None:
-    """Save a nibabel image: temporary file in the same folder, fsync, rename, fsync dir."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Save a nibabel image atomically (see :mod:`.atomic`)."""
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix,
-                                    dir=path.parent)
-    os.close(fd)
-    try:
-        image.to_filename(tmp_name)
-        fsync_file(tmp_name)
-        os.replace(tmp_name, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def fsync_file(path: str | os.PathLike) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_path(path, suffix=".tmp" + suffix) as tmp:
+        image.to_filename(str(tmp))

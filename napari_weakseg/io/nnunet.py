@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VolumeError
-from .nifti import fsync_dir
+from .atomic import atomic_path
 
 DATASET_JSON = "dataset.json"
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -154,18 +153,6 @@ def write_dataset_json(root: str | os.PathLike, *, name: str, channel_names: dic
             "labels": dict(labels), "numTraining": int(num_training),
             "file_ending": file_ending, **extra}
     path = root / DATASET_JSON
-    fd, tmp = tempfile.mkstemp(prefix=".dataset.", suffix=".json.tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(meta, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(root)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path, suffix=".json.tmp") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
     return path

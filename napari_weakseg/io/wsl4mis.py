@@ -15,14 +15,13 @@ convention; :mod:`napari_weakseg.weak.encoding` converts scribbles to ours.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import VolumeError
-from .nifti import fsync_dir
+from .atomic import atomic_path
 
 KEYS = ("image", "label", "scribble")
 
@@ -106,20 +105,8 @@ def write_wsl4mis_h5(path: str | os.PathLike, image: np.ndarray,
     if scribble is not None:
         data["scribble"] = np.asarray(scribble).astype(np.uint16)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.h5") as tmp:
         with h5py.File(tmp, "w") as handle:
             for key, array in data.items():
                 handle.create_dataset(key, data=array, compression="gzip")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path

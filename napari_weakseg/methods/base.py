@@ -68,8 +68,16 @@ class Method:
     description: ClassVar[str] = ""
     kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer: ClassVar[OptimizerSpec] = OptimizerSpec()
+    #: Option names with their defaults; ``None`` = the subclass checks its own options.
+    DEFAULTS: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
+        if self.DEFAULTS is not None:
+            unknown = set(options) - set(self.DEFAULTS)
+            if unknown:
+                raise ValueError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
+                                 f"known: {sorted(self.DEFAULTS)}")
+            options = {**self.DEFAULTS, **options}
         self.num_classes = num_classes
         self.feature_channels = feature_channels
         self.options = options

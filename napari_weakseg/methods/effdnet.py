@@ -294,18 +294,14 @@ class EFFDNet(Method):
                 "noise_std": 0.1, "noise_clip": 0.05, "seed": 2022}
 
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
-                             f"known: {sorted(self.DEFAULTS)}")
-        options = {**self.DEFAULTS, **options}
+        super().__init__(num_classes, feature_channels, **options)
+        options = self.options
         if options["fadc_box"] not in ("all", "foreground"):
             raise ValueError("fadc_box must be 'all' or 'foreground'")
         if options["teacher_mode"] not in ("train", "eval"):
             raise ValueError("teacher_mode must be 'train' or 'eval'")
         if options["teacher_init"] not in ("random", "copy"):
             raise ValueError("teacher_init must be 'random' or 'copy'")
-        super().__init__(num_classes, feature_channels, **options)
         self.teacher: torch.nn.Module | None = None
         self._pending_state: dict[str, Any] | None = None
 

@@ -53,13 +53,6 @@ class FullSupervision(Method):
                               poly_power=0.9)
     DEFAULTS = {"ce_weight": 0.5, "dice_weight": 0.5}
 
-    def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
-                             f"known: {sorted(self.DEFAULTS)}")
-        super().__init__(num_classes, feature_channels, **{**self.DEFAULTS, **options})
-
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, _ = net(batch["image"])
         labels = known_labels(batch)

@@ -68,13 +68,6 @@ class PartialCrossEntropy(Method):
                               poly_power=0.9)
     DEFAULTS = {"use_coarse_pos": True}
 
-    def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
-                             f"known: {sorted(self.DEFAULTS)}")
-        super().__init__(num_classes, feature_channels, **{**self.DEFAULTS, **options})
-
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, _ = net(batch["image"])
         labels = known_labels(batch, bool(self.options["use_coarse_pos"]))

@@ -7,10 +7,10 @@ does not fit the architecture of ``config.json`` is refused with a clear error.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..io.atomic import atomic_path, write_bytes_atomic
 
 CONFIG = "config.json"
 WEIGHTS = "weights.pt"
@@ -22,45 +22,24 @@ class ModelFolderError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` through a temporary file, fsync and rename."""
-    import io
-
     import torch
 
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_model_folder(folder: str | Path, net, config: dict, card: str,
                       half_precision: bool = False) -> Path:
     """Write a model folder. ``config`` must hold ``network`` (the net's config dict),
     ``classes`` (names), ``preprocessing``; anything else (method, data, metrics) is kept."""
-    import torch
-
     folder = Path(folder)
     state = {k: (v.half() if half_precision and v.is_floating_point() else v).detach().cpu()
              for k, v in net.state_dict().items()}
     atomic_torch_save(state, folder / WEIGHTS)
-    atomic_write_bytes(folder / CONFIG, json.dumps(config, indent=2).encode())
-    atomic_write_bytes(folder / CARD, card.encode())
-    del torch
+    write_bytes_atomic(folder / CONFIG, json.dumps(config, indent=2).encode())
+    write_bytes_atomic(folder / CARD, card.encode())
     return folder
 
 

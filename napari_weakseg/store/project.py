@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -39,7 +38,8 @@ import numpy as np
 
 from ..io.errors import GeometryMismatchError, VolumeError
 from ..io.geometry import VolumeGeometry
-from ..io.nifti import (Volume, check_same_grid, fsync_dir, is_nifti_path,
+from ..io.atomic import atomic_path
+from ..io.nifti import (Volume, check_same_grid, is_nifti_path,
                         read_labels, read_volume, strip_nifti_suffix, write_labels)
 from ..schema import LabelSchema
 from ..weak.encoding import (CLASS_KINDS, AnnotationValueError, check_kind, to_wsl4mis,
@@ -894,21 +894,11 @@ def _check_strategy(strategy: str) -> str:
 def _atomic_copy(source: Path, target: Path) -> str:
     """Copy ``source`` to ``target`` atomically (temporary file, fsync, rename); return the
     SHA-256 of the bytes copied."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as out, open(source, "rb") as src:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
     return digest.hexdigest()
 
 
