@@ -1,0 +1,244 @@
+"""Batch export panel: a thin face over :func:`napari_weakseg.inference.export.export_cohort`.
+
+Pick a model folder, the inputs (a project folder, a folder of NIfTI files, or files) and
+an output folder; the export runs in a napari thread worker (the GUI stays responsive),
+drives a progress bar, can be cancelled (after the current volume), and reports errors as
+napari notifications. When it ends, predictions of images open in the viewer are added as
+Labels layers on their image's grid.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
+                            QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout,
+                            QWidget)
+
+from ..inference.export import (MANIFEST_DIR, ExportOptions, ExportProgress, ExportReport,
+                                export_cohort)
+
+if TYPE_CHECKING:
+    import napari
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+OPTIONS = {
+    "probabilities": "Probability maps",
+    "uncertainty": "Uncertainty (entropy) maps",
+    "largest_component": "Keep largest component per class",
+    "fill_holes": "Fill holes",
+    "flip_tta": "Flip test-time augmentation",
+    "force": "Redo volumes already exported",
+}
+
+
+class _Bridge(QObject):
+    """Carries progress events from the worker thread to the Qt main thread (queued)."""
+
+    progressed = Signal(object)
+
+
+class ExportPanel(QWidget):
+    """Dock widget: model, inputs, output folder, options, Start/Cancel and progress."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.worker = None
+        self.report: ExportReport | None = None
+        self._cancel = threading.Event()
+        self._bridge = _Bridge()
+        self._bridge.progressed.connect(self._on_progress)
+
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("model folder (config.json + weights.pt)")
+        self.input_edit = QLineEdit()
+        self.input_edit.setPlaceholderText("project folder, folder of NIfTI files, or files "
+                                           "separated by ';'")
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("output folder")
+        self.model_button = QPushButton("Browse…")
+        self.input_folder_button = QPushButton("Folder…")
+        self.input_files_button = QPushButton("Files…")
+        self.out_button = QPushButton("Browse…")
+        self.checks = {key: QCheckBox(text) for key, text in OPTIONS.items()}
+        self.show_results = QCheckBox("Show predictions of open images")
+        self.show_results.setChecked(True)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.start_button = QPushButton("Start export")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("Choose a model, the inputs and an output folder.")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Model", _row(self.model_edit, self.model_button))
+        form.addRow("Inputs", _row(self.input_edit, self.input_folder_button,
+                                   self.input_files_button))
+        form.addRow("Output", _row(self.out_edit, self.out_button))
+        form.addRow("Device", self.device_combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for check in self.checks.values():
+            layout.addWidget(check)
+        layout.addWidget(self.show_results)
+        layout.addWidget(_row(self.start_button, self.cancel_button))
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.model_button.clicked.connect(lambda: self._pick_folder(self.model_edit))
+        self.input_folder_button.clicked.connect(lambda: self._pick_folder(self.input_edit))
+        self.input_files_button.clicked.connect(self._pick_files)
+        self.out_button.clicked.connect(lambda: self._pick_folder(self.out_edit))
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def options(self) -> ExportOptions:
+        return ExportOptions(device=self.device_combo.currentText(),
+                             **{key: check.isChecked() for key, check in self.checks.items()})
+
+    def inputs(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.input_edit.text().split(";") if p.strip()]
+
+    # -- actions -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the fields, then run the export in a thread worker."""
+        if self.running:
+            return
+        model, out, inputs = self.model_edit.text().strip(), self.out_edit.text().strip(), \
+            self.inputs()
+        missing = [name for name, value in (("a model folder", model), ("inputs", inputs),
+                                            ("an output folder", out)) if not value]
+        if missing:
+            show_error("Batch export needs " + " and ".join(missing) + ".")
+            return
+        from napari.qt.threading import create_worker
+
+        self._cancel = threading.Event()
+        self.report = None
+        self.progress.setRange(0, 0)  # busy until the first event gives the total
+        self.status.setText("Loading the model and finding the inputs…")
+        self.worker = create_worker(export_cohort, Path(model), inputs, Path(out),
+                                    self.options(), progress=self._bridge.progressed.emit,
+                                    cancel=self._cancel, _start_thread=False,
+                                    _ignore_errors=True)
+        self.worker.returned.connect(self._on_done)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self._set_running(True)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the current volume (what is written stays; a rerun resumes)."""
+        if self.running:
+            self._cancel.set()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling after the current volume…")
+
+    # -- worker callbacks (Qt main thread) -----------------------------------------------
+    def _on_progress(self, event: ExportProgress) -> None:
+        if event.status == "started":
+            self.progress.setRange(0, max(event.total, 1))
+        self.progress.setValue(min(event.done, self.progress.maximum()))
+        if event.status in ("exported", "skipped", "failed"):
+            self.status.setText(f"{event.done}/{event.total}: {event.status} {event.name}")
+
+    def _on_done(self, report: ExportReport) -> None:
+        self.report = report
+        self.progress.setRange(0, max(report.total, 1))
+        self.progress.setValue(report.total - len(report.not_done))
+        self.status.setText(report.summary() + (f"\nTable: {report.csv_path}"
+                                                if report.csv_path else ""))
+        if report.failed:
+            show_warning(f"Batch export: {len(report.failed)} of {report.total} volumes failed "
+                         f"(see {report.csv_path} and export.log): "
+                         + "; ".join(list(report.failed.values())[:3]))
+        elif report.cancelled:
+            show_info(f"Batch export cancelled: {report.summary()}")
+        else:
+            show_info(f"Batch export done: {report.summary()}")
+        if self.show_results.isChecked():
+            self.add_predictions_of_open_images(report.out_dir)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText(f"Export failed: {exc}")
+        show_error(f"Batch export failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        for widget in (self.model_edit, self.input_edit, self.out_edit, self.device_combo,
+                       *self.checks.values()):
+            widget.setEnabled(not running)
+
+    # -- results -------------------------------------------------------------------------
+    def add_predictions_of_open_images(self, out_dir: Path) -> list:
+        """Add ``OUT/labels/NAME`` as a Labels layer for each image layer of the viewer read
+        from an exported input (matched by the manifest's input path)."""
+        from ..plugin import nifti_layer_data
+
+        exported = {}
+        for path in sorted((Path(out_dir) / MANIFEST_DIR).glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if record.get("status") == "ok":
+                exported[record["input"]["path"]] = Path(out_dir) / record["outputs"]["labels"]
+        added = []
+        for layer in list(self.viewer.layers):
+            source = (layer.metadata or {}).get("source_path")
+            if type(layer).__name__ != "Image" or not source:
+                continue
+            labels_path = exported.get(str(Path(source).resolve()))
+            if labels_path is None or not labels_path.exists():
+                continue
+            data, kwargs, _ = nifti_layer_data(labels_path)
+            kwargs["name"] = f"{layer.name} [prediction]"
+            if kwargs["name"] in self.viewer.layers:
+                self.viewer.layers[kwargs["name"]].data = data
+                continue
+            added.append(self.viewer.add_labels(data, **kwargs))
+        return added
+
+    # -- pickers -------------------------------------------------------------------------
+    def _pick_folder(self, edit: QLineEdit) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text())
+        if folder:
+            edit.setText(folder)
+
+    def _pick_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Choose NIfTI volumes", "",
+                                                "NIfTI (*.nii *.nii.gz)")
+        if files:
+            self.input_edit.setText("; ".join(files))
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for i, widget in enumerate(widgets):
+        layout.addWidget(widget, 1 if i == 0 else 0)
+    return row
