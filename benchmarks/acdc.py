@@ -50,8 +50,9 @@ def estimate_step_seconds(config, data, method: str) -> float:
     return float(np.median(steps)) if len(steps) else 1.0
 
 
-def evaluate(model_dir, data, flip_tta=False):
+def evaluate(model_dir, data, flip_tta=False, largest_component=False):
     from napari_weakseg.evaluation.metrics import evaluate_volume, summarise
+    from napari_weakseg.inference.export import keep_largest_component
     from napari_weakseg.inference.predict import predict_volume
     from napari_weakseg.nets.model_folder import load_model
 
@@ -60,8 +61,11 @@ def evaluate(model_dir, data, flip_tta=False):
     results = {}
     for volume in data.val:
         prediction = predict_volume(net, volume.image, size, normalise=False, flip_tta=flip_tta)
+        labels = prediction.labels
+        if largest_component:
+            labels = keep_largest_component(labels, len(data.class_names))
         results[volume.name] = evaluate_volume(
-            prediction.labels, volume.reference, spacing=volume.spacing,
+            labels, volume.reference, spacing=volume.spacing,
             classes={i: n for i, n in enumerate(data.class_names) if i})
     return results, summarise(results)
 
@@ -87,6 +91,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="run folder to keep (model in OUT/model)")
     parser.add_argument("--limit", type=int, help="use only the first N training volumes")
     parser.add_argument("--flip-tta", action="store_true")
+    parser.add_argument("--largest-component", action="store_true",
+                        help="also report scores after keeping each class's largest 3D component")
+    parser.add_argument("--evaluate", type=Path, metavar="RUN_DIR",
+                        help="only evaluate RUN_DIR/model (no training)")
     parser.add_argument("--supervision", help="scribble, dense, coarse, multisource, "
                         "multisource-naive (default: by method)")
     args = parser.parse_args(argv)
@@ -101,43 +109,58 @@ def main(argv=None) -> int:
                      method_options=options, **overrides)
     t0 = time.time()
     supervision = args.supervision or SUPERVISION.get(args.method, "scribble")
-    data = acdc_data(args.acdc, supervision, limit=args.limit)
-    load_s = time.time() - t0
-    step = estimate_step_seconds(config, data, args.method)
-    budget = args.minutes * 60
-    iterations = max(20, int(budget * 0.92 / step))
-    config = replace(config, iterations=iterations, max_seconds=budget,
-                     val_every=max(iterations // 8, 10), checkpoint_every=max(iterations // 8, 10))
-    run_dir = args.out or Path("runs") / f"acdc-{args.method}-{int(time.time())}"
-    print(f"{args.method}: {len(data.train)} train / {len(data.val)} val volumes loaded in "
-          f"{load_s:.0f} s; step {step:.3f} s → {iterations} iterations in {args.minutes:g} min "
-          f"({config.size}², batch {config.batch_size}, width {config.base_width}); run {run_dir}",
-          flush=True)
+    if args.evaluate:
+        data = acdc_data(args.acdc, "dense", limit=0)
+        run_dir, iterations = args.evaluate, "?"
+        config_of = __import__("json").loads((run_dir / "model" / "config.json").read_text())
+        iterations = config_of["training"]["iterations_done"]
+        config = replace(config, size=config_of["training"]["size"],
+                         base_width=config_of["training"]["base_width"],
+                         batch_size=config_of["training"]["batch_size"])
+        budget_text = "evaluation only"
+    else:
+        data = acdc_data(args.acdc, supervision, limit=args.limit)
+        load_s = time.time() - t0
+        step = estimate_step_seconds(config, data, args.method)
+        budget = args.minutes * 60
+        iterations = max(20, int(budget * 0.92 / step))
+        config = replace(config, iterations=iterations, max_seconds=budget,
+                         val_every=max(iterations // 8, 10),
+                         checkpoint_every=max(iterations // 8, 10))
+        run_dir = args.out or Path("runs") / f"acdc-{args.method}-{int(time.time())}"
+        print(f"{args.method}: {len(data.train)} train / {len(data.val)} val volumes loaded in "
+              f"{load_s:.0f} s; step {step:.3f} s → {iterations} iterations in "
+              f"{args.minutes:g} min ({config.size}², batch {config.batch_size}, width "
+              f"{config.base_width}); run {run_dir}", flush=True)
 
-    def log(event):
-        if event.type in ("validation", "finished"):
-            print("  ", event.to_json(), flush=True)
+        def log(event):
+            if event.type in ("validation", "finished"):
+                print("  ", event.to_json(), flush=True)
 
-    result = Trainer(config, data.train, data.val, data.class_names, run_dir, emit=log,
-                     data_description=data.description).run()
-    results, summary = evaluate(result.model_dir, data, args.flip_tta)
+        result = Trainer(config, data.train, data.val, data.class_names, run_dir, emit=log,
+                         data_description=data.description).run()
+        iterations = result.iteration
+        budget_text = f"{args.minutes:g} min budget"
     from napari_weakseg.evaluation.metrics import write_csv, write_json
 
-    write_json(run_dir / "val_metrics.json", results, summary)
-    write_csv(run_dir / "val_metrics.csv", results, summary)
-    print(f"\n### {args.method} ({supervision}) on ACDC val ({len(data.val)} volumes), {args.minutes:g} min "
-          f"budget, {result.iteration} iterations, {config.size}², width {config.base_width}, "
-          f"batch {config.batch_size}\n")
-    print("| class | Dice | HD95 (mm) | ASSD (mm) |")
-    print("|---|---|---|---|")
-    per_class = summary["per_class"]
-    for name in data.class_names[1:]:
-        row = per_class[name]
-        print(f"| {name} | {row['dice']['mean']:.3f} ± {row['dice']['std']:.3f} | "
-              f"{row['hd95_mm']['mean']:.1f} | {row['assd_mm']['mean']:.1f} |")
-    overall = summary["overall"]
-    print(f"| mean | {overall['dice']['mean']:.3f} | {overall['hd95_mm']['mean']:.1f} | "
-          f"{overall['assd_mm']['mean']:.1f} |")
+    variants = [("", False)] + ([(" + largest component", True)] if args.largest_component else [])
+    for label, largest in variants:
+        results, summary = evaluate(run_dir / "model", data, args.flip_tta, largest)
+        suffix = "_lcc" if largest else ""
+        write_json(run_dir / f"val_metrics{suffix}.json", results, summary)
+        write_csv(run_dir / f"val_metrics{suffix}.csv", results, summary)
+        print(f"\n### {args.method} ({supervision}){label} on ACDC val ({len(data.val)} "
+              f"volumes), {budget_text}, {iterations} iterations, {config.size}², width "
+              f"{config.base_width}, batch {config.batch_size}\n")
+        print("| class | Dice | HD95 (mm) | ASSD (mm) |")
+        print("|---|---|---|---|")
+        for name in data.class_names[1:]:
+            row = summary["per_class"][name]
+            print(f"| {name} | {row['dice']['mean']:.3f} ± {row['dice']['std']:.3f} | "
+                  f"{row['hd95_mm']['mean']:.1f} | {row['assd_mm']['mean']:.1f} |")
+        overall = summary["overall"]
+        print(f"| mean | {overall['dice']['mean']:.3f} | {overall['hd95_mm']['mean']:.1f} | "
+              f"{overall['assd_mm']['mean']:.1f} |", flush=True)
     return 0
 
 

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     predict.add_argument("--flip-tta", action="store_true")
     predict.add_argument("--uncertainty", action="store_true",
                          help="also write the per-voxel entropy (float32)")
+    predict.add_argument("--largest-component", choices=("auto", "yes", "no"), default="auto",
+                         help="keep each class's largest 3D component (auto: as the model's "
+                              "config recommends)")
     predict.set_defaults(handler=run_predict)
 
     evaluate = subparsers.add_parser(
@@ -193,9 +196,13 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..nets.model_folder import load_model
     from ..training.trainer import select_device
 
+    from ..inference.export import keep_largest_component
+
     device = select_device(args.device)
     net, config = load_model(args.model, device=str(device))
     size = config["preprocessing"]["size"]
+    largest = (config.get("postprocessing", {}).get("largest_component", False)
+               if args.largest_component == "auto" else args.largest_component == "yes")
     failed = 0
     for path in args.inputs:
         try:
@@ -206,8 +213,11 @@ def run_predict(args: argparse.Namespace) -> int:
             continue
         prediction = predict_volume(net, volume.data, size, device=device,
                                     flip_tta=args.flip_tta)
+        labels = prediction.labels
+        if largest:
+            labels = keep_largest_component(labels, len(config["classes"]))
         stem = strip_nifti_suffix(path.name)
-        out = write_labels(args.out / f"{stem}.nii.gz", prediction.labels, volume.geometry)
+        out = write_labels(args.out / f"{stem}.nii.gz", labels, volume.geometry)
         if args.uncertainty:
             write_volume(args.out / f"{stem}_entropy.nii.gz", prediction.entropy,
                          volume.geometry)
