@@ -1,13 +1,16 @@
-"""Open napari with the WeakSeg panel docked and the synthetic sample loaded.
+"""Open napari with the WeakSeg dock widget (Project, Annotate, Train, Review tabs).
 
-``python -m napari_weakseg.launch`` (README command 1). Without a display it says so and
-points to the headless demo (``weakseg demo``).
+``python -m napari_weakseg.launch [PROJECT_FOLDER | NIFTI ...]`` (README command 1): a
+project folder is opened in the Project tab; NIfTI files are opened as layers; with no
+project the synthetic sample is loaded. Without a display it says so and points to the
+headless demo (``weakseg demo``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 def has_display() -> bool:
@@ -26,10 +29,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import napari
 
+    from .store.manifest import MANIFEST_NAME
+
+    projects = [p for p in argv if (Path(p) / MANIFEST_NAME).exists()]
+    files = [p for p in argv if p not in projects]
     viewer = napari.Viewer(title="napari-weakseg")
-    viewer.open_sample("napari-weakseg", "cardiac")
-    viewer.window.add_plugin_dock_widget("napari-weakseg", "Weak annotations")
-    for path in argv:
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-weakseg", "WeakSeg")
+    if projects:
+        widget.project_panel.open_project(projects[0])
+    else:
+        viewer.open_sample("napari-weakseg", "cardiac")
+    for path in files:
         viewer.open(path, plugin="napari-weakseg")
     if os.environ.get("WEAKSEG_SCREENSHOT"):
         from qtpy.QtWidgets import QApplication

@@ -54,7 +54,7 @@ print(manifest.name, len(manifest.contributions.commands))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["napari-weakseg", "5"]
+    assert result.stdout.split() == ["napari-weakseg", "7"]
 
 
 def test_npe2_validate_cli_on_installed_package():
@@ -74,6 +74,9 @@ def test_napari_lists_reader_writer_sample_and_widget():
     assert [r.filename_patterns for r in contributions.readers] == [["*.nii", "*.nii.gz"]]
     assert contributions.writers[0].layer_types == ["labels"]
     assert {s.key for s in contributions.sample_data} == {"cardiac", "cardiac_cine"}
-    assert [w.display_name for w in contributions.widgets] == ["Weak annotations"]
+    assert [(w.display_name, w.command) for w in contributions.widgets] == [
+        ("WeakSeg", "napari-weakseg.weakseg_widget"),
+        ("Weak annotations", "napari-weakseg.annotation_panel"),
+        ("Batch export", "napari-weakseg.export_panel")]
     readers = list(pm.iter_compatible_readers(["case.nii.gz"]))
     assert any(r.plugin_name == "napari-weakseg" for r in readers)

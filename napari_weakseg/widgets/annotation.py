@@ -1,38 +1,38 @@
-"""Annotation panel: pick an image, an annotation kind and a class; paint.
+"""Annotate panel: pick an image, an annotation kind and a class; paint; it is saved.
 
 The panel creates (or selects) one Labels layer per image and kind, on the image's grid
 (same shape, scale and geometry metadata, so the NIfTI writer saves it on the image's
 affine and header), coloured by the project's label schema, with the brush set to the
 stored value of the chosen class (see ``docs/annotations.md``).
+
+For a volume opened from a project (Project panel), every edit is saved to the store as a
+new version once the edits settle (``autosave_ms`` after the last stroke or undo), when
+the layer is removed (volume switch) and when the window closes; saves run in the
+background and never overwrite anything (the store keeps every version, and "Restore"
+brings an earlier one back as a new version — undoable with Ctrl-Z like any stroke).
+Declarations: the classes delineated completely (``partial``) and the slices marked
+complete (``sparse``; button or **Shift-K** on the current slice).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtGui import QColor, QPixmap, QIcon
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QLabel,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox,
+                            QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
 
 from ..schema import LabelSchema, encode_class
+from . import logic
+from .logic import KINDS
 
 if TYPE_CHECKING:
     import napari
 
-KINDS = {
-    "scribble": "Scribble — strokes: this voxel is the class",
-    "coarse_pos": "Coarse + — rough mask inside a structure",
-    "coarse_neg": "Coarse − — this voxel is NOT the class",
-    "partial": "Partial — full masks of some classes only",
-    "sparse": "Sparse — full masks on some slices",
-}
+SLICE_SHORTCUT = "Shift-K"
 
 
 def brush_value(kind: str, class_index: int) -> int:
@@ -52,26 +52,60 @@ def annotation_colormap(kind: str, schema: LabelSchema) -> dict:
     return colors
 
 
-class AnnotationPanel(QWidget):
-    """Dock widget: choose image, kind and class; the right Labels layer is ready to paint."""
+def _class_icon(color) -> QIcon:
+    swatch = QPixmap(14, 14)
+    swatch.fill(QColor.fromRgbF(*color))
+    return QIcon(swatch)
 
-    def __init__(self, viewer: napari.viewer.Viewer, schema: LabelSchema | None = None):
+
+class AnnotationPanel(QWidget):
+    """Dock widget: choose image, kind and class; the right Labels layer is ready to paint.
+
+    ``session``: shared with the other WeakSeg panels (``signals.Session``); a panel used
+    alone makes its own (no project: layers are not autosaved).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, schema: LabelSchema | None = None,
+                 session=None, autosave_ms: int = 1500):
         super().__init__()
+        from .signals import Session
+        from .workers import ThreadExecutor
+
         self.viewer = viewer
-        self.schema = schema or LabelSchema.cardiac()
+        self.session = session if session is not None else Session(ThreadExecutor())
+        self.schema = schema or (self.session.project.schema if self.session.project
+                                 else LabelSchema.cardiac())
+        self._saved: dict[int, tuple] = {}       # id(layer) → fingerprint last saved
+        self._inflight: set[int] = set()
+        self._save_lock = threading.Lock()
+        self._seq = 0
+        self._committed: dict[tuple, int] = {}   # (project, volume, kind) → save sequence
+        self._watched: dict[int, object] = {}
 
         self.image_combo = QComboBox()
         self.kind_combo = QComboBox()
         for kind, text in KINDS.items():
             self.kind_combo.addItem(text, kind)
         self.class_combo = QComboBox()
-        for i, label_class in enumerate(self.schema.classes):
-            swatch = QPixmap(14, 14)
-            swatch.fill(QColor.fromRgbF(*label_class.color))
-            self.class_combo.addItem(QIcon(swatch), f"{i}  {label_class.name}", i)
         self.annotate_button = QPushButton("Annotate selected image")
         self.status = QLabel("Open a volume (File ▸ Open, or the WeakSeg sample) to start.")
         self.status.setWordWrap(True)
+
+        self.complete_box = QGroupBox("Complete classes (partial; sparse slices)")
+        self._complete_layout = QGridLayout(self.complete_box)
+        self.class_checks: list[QCheckBox] = []
+        self.slice_button = QPushButton(f"Mark slice complete ({SLICE_SHORTCUT})")
+        self.slices_label = QLabel("")
+        self.slices_label.setWordWrap(True)
+
+        self.save_label = QLabel("")
+        self.save_label.setWordWrap(True)
+        self.save_button = QPushButton("Save now")
+        self.version_combo = QComboBox()
+        self.restore_button = QPushButton("Restore")
+        for combo in (self.image_combo, self.kind_combo, self.class_combo, self.version_combo):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -81,13 +115,43 @@ class AnnotationPanel(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.annotate_button)
         layout.addWidget(self.status)
+        layout.addWidget(self.complete_box)
+        layout.addWidget(self.slice_button)
+        layout.addWidget(self.slices_label)
+        history = QGroupBox("Saved versions")
+        history_layout = QVBoxLayout(history)
+        row = QHBoxLayout()
+        row.addWidget(self.version_combo, 1)
+        row.addWidget(self.restore_button)
+        history_layout.addLayout(row)
+        history_layout.addWidget(self.save_button)
+        history_layout.addWidget(self.save_label)
+        layout.addWidget(history)
         layout.addStretch(1)
+        self._build_class_widgets()
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(autosave_ms)
+        self._timer.timeout.connect(self._autosave)
 
         self.annotate_button.clicked.connect(self.start_annotating)
         self.class_combo.currentIndexChanged.connect(self._sync_brush)
+        self.kind_combo.currentIndexChanged.connect(self._sync_controls)
+        self.slice_button.clicked.connect(lambda: self.toggle_slice_complete())
+        self.save_button.clicked.connect(lambda: self.save_now(sync=False))
+        self.restore_button.clicked.connect(self._restore_selected)
         viewer.layers.events.inserted.connect(self._refresh_images)
         viewer.layers.events.removed.connect(self._refresh_images)
+        viewer.layers.events.removing.connect(self._on_removing)
+        viewer.layers.selection.events.active.connect(self._sync_controls)
+        viewer.bind_key(SLICE_SHORTCUT, self._slice_shortcut, overwrite=True)
+        self.session.project_changed.connect(self._on_project)
+        self.session.volume_changed.connect(self._on_volume)
+        self.session.annotations_changed.connect(self._on_store_changed)
+        self._close_filter = _CloseFilter(self.flush)
         self._refresh_images()
+        self._sync_controls()
 
     # -- public API (used by tests and other panels) -----------------------------------
     @property
@@ -106,25 +170,11 @@ class AnnotationPanel(QWidget):
 
     def start_annotating(self):
         """Create or select the annotation layer for (image, kind); set the brush."""
-        from napari.layers import Image
-
-        image = self.viewer.layers[self.image_combo.currentText()] \
-            if self.image_combo.currentText() in self.viewer.layers else None
-        if not isinstance(image, Image):
+        image = self._current_image()
+        if image is None:
             self.status.setText("No image layer to annotate.")
             return None
-        name = f"{image.name} [{self.kind}]"
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-        else:
-            metadata = {**(image.metadata or {}), "weakseg_kind": self.kind,
-                        "weakseg_image": image.name}
-            dtype = np.uint16 if self.kind == "coarse_neg" and self.schema.num_classes > 8 \
-                else np.uint8
-            layer = self.viewer.add_labels(
-                np.zeros(image.data.shape, dtype=dtype), name=name, scale=image.scale,
-                translate=image.translate, metadata=metadata,
-                colormap=annotation_colormap(self.kind, self.schema), opacity=0.9)
+        layer = self.annotation_layer(self.kind, image=image, create=True)
         self.viewer.layers.selection.active = layer
         self._sync_brush()
         layer.mode = "paint"
@@ -132,16 +182,170 @@ class AnnotationPanel(QWidget):
                             f"({self.kind}) into '{layer.name}'.")
         return layer
 
+    def annotation_layer(self, kind: str, *, image=None, create: bool = False, data=None):
+        """The Labels layer of ``kind`` for ``image`` (default: the current image);
+        created (empty, or holding ``data``) when ``create``."""
+        image = image if image is not None else self._current_image()
+        if image is None:
+            return None
+        name = f"{image.name} [{kind}]"
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if data is not None:
+                layer.data = np.asarray(data).astype(layer.data.dtype)
+            return layer
+        if not create:
+            return None
+        metadata = {**(image.metadata or {}), "weakseg_kind": kind,
+                    "weakseg_image": image.name,
+                    "weakseg_declared_classes": (self.declared_classes or None)
+                    if kind == "partial" else None,
+                    "weakseg_declared_slices": None}
+        dtype = np.uint16 if kind == "coarse_neg" and self.schema.num_classes > 8 else np.uint8
+        array = np.zeros(image.data.shape, dtype=dtype) if data is None \
+            else np.asarray(data).astype(dtype)
+        layer = self.viewer.add_labels(
+            array, name=name, scale=image.scale, translate=image.translate, metadata=metadata,
+            colormap=annotation_colormap(kind, self.schema), opacity=0.9,
+            axis_labels=image.axis_labels, units=image.units)
+        self._watch(layer)
+        return layer
+
+    @property
+    def autosave_ms(self) -> int:
+        """How long edits must settle before they are saved."""
+        return self._timer.interval()
+
+    @autosave_ms.setter
+    def autosave_ms(self, value: int) -> None:
+        self._timer.setInterval(int(value))
+
+    @property
+    def declared_classes(self) -> tuple[int, ...]:
+        return tuple(i for i, box in enumerate(self.class_checks) if box.isChecked())
+
+    def declare_classes(self, classes) -> None:
+        """Tick the classes delineated completely (saved with the partial layer)."""
+        wanted = {int(c) for c in classes}
+        for i, box in enumerate(self.class_checks):
+            box.blockSignals(True)
+            box.setChecked(i in wanted)
+            box.blockSignals(False)
+        self._on_checks_changed()
+
+    @property
+    def complete_slices(self) -> dict[int, tuple[int, ...] | None]:
+        layer = self.annotation_layer("sparse")
+        if layer is None:
+            return {}
+        return dict(layer.metadata.get("weakseg_declared_slices") or {})
+
+    def toggle_slice_complete(self, z: int | None = None) -> dict:
+        """Mark slice ``z`` (default: the slice shown) complete in the sparse layer, or
+        unmark it. The ticked classes are the slice's complete classes (none ticked or all
+        ticked = every class)."""
+        layer = self.annotation_layer("sparse", create=True)
+        if layer is None:
+            self.status.setText("No image layer to annotate.")
+            return {}
+        if z is None:
+            z = int(self.viewer.dims.current_step[-3 if layer.ndim >= 3 else 0])
+        checked = self.declared_classes
+        classes = None if len(checked) in (0, self.schema.num_classes) else checked
+        slices = logic.toggle_slice(layer.metadata.get("weakseg_declared_slices"), z, classes)
+        layer.metadata["weakseg_declared_slices"] = slices or None
+        self._show_slices(slices)
+        self._schedule()
+        return slices
+
+    def save_now(self, sync: bool = True) -> list:
+        """Save every annotation layer of a project volume whose state changed.
+
+        ``sync``: on this thread (volume switch, close); else in the background.
+        Returns the records saved synchronously.
+        """
+        self._timer.stop()
+        records = []
+        for layer in list(self._watched.values()):
+            record = self._save_layer(layer, sync=sync)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def flush(self) -> None:
+        """Save pending edits now (called on volume switch and window close)."""
+        self.save_now(sync=True)
+
+    def versions(self, kind: str | None = None) -> list:
+        """Saved versions (oldest first) of the current volume's ``kind`` annotation."""
+        project, volume = self.session.project, self.session.volume
+        if project is None or volume is None:
+            return []
+        return project.annotation_versions(volume, kind or self.kind)
+
+    def restore_version(self, version: int, kind: str | None = None):
+        """Bring back ``version`` as a new version and into the layer (undoable)."""
+        from napari.utils.notifications import show_error
+
+        kind = kind or self.kind
+        project, volume = self.session.project, self.session.volume
+        if project is None or volume is None:
+            return None
+        self.flush()
+        try:
+            record = project.restore_annotation(volume, kind, version,
+                                                author=logic.current_author())
+            annotation = project.annotation(volume, kind)
+        except Exception as exc:
+            show_error(f"Could not restore version {version}: {exc}")
+            return None
+        layer = self.annotation_layer(kind, create=True)
+        self._apply_stored(layer, annotation, undoable=True)
+        self._refresh_versions()
+        self.save_label.setText(f"Restored v{version} as v{record.version}.")
+        self.session.annotations_changed.emit(volume.name, kind)
+        return record
+
     # -- internals ---------------------------------------------------------------------
+    def _current_image(self):
+        from napari.layers import Image
+
+        name = self.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if isinstance(layer, Image) else None
+
+    def _build_class_widgets(self):
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        for i, label_class in enumerate(self.schema.classes):
+            self.class_combo.addItem(_class_icon(label_class.color),
+                                     f"{i}  {label_class.name}", i)
+        self.class_combo.blockSignals(False)
+        for box in self.class_checks:
+            self._complete_layout.removeWidget(box)
+            box.deleteLater()
+        self.class_checks = []
+        for i, label_class in enumerate(self.schema.classes):
+            box = QCheckBox(label_class.name)
+            box.setIcon(_class_icon(label_class.color))
+            box.toggled.connect(self._on_checks_changed)
+            self._complete_layout.addWidget(box, i // 2, i % 2)
+            self.class_checks.append(box)
+
     def _refresh_images(self, event=None):
         from napari.layers import Image
 
         current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)
+                 and not layer.metadata.get("weakseg_role")]
+        self.image_combo.blockSignals(True)
         self.image_combo.clear()
         self.image_combo.addItems(names)
-        if current in names:
+        if self.session.image_layer is not None and self.session.image_layer.name in names:
+            self.image_combo.setCurrentText(self.session.image_layer.name)
+        elif current in names:
             self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
         self.annotate_button.setEnabled(bool(names))
         if names:
             self.status.setText("Choose a kind and a class, then press 'Annotate selected "
@@ -156,3 +360,252 @@ class AnnotationPanel(QWidget):
         layer = self.viewer.layers.selection.active
         if isinstance(layer, Labels) and layer.metadata.get("weakseg_kind"):
             layer.selected_label = brush_value(layer.metadata["weakseg_kind"], self.class_index)
+
+    def _sync_controls(self, *_):
+        """Show the declarations of the layer of the selected kind."""
+        kind = self.kind
+        self.complete_box.setEnabled(kind in ("partial", "sparse"))
+        self.slice_button.setEnabled(kind == "sparse")
+        layer = self.annotation_layer(kind)
+        if layer is not None and kind == "partial":
+            classes = layer.metadata.get("weakseg_declared_classes") or ()
+            for i, box in enumerate(self.class_checks):
+                box.blockSignals(True)
+                box.setChecked(i in classes)
+                box.blockSignals(False)
+        self._show_slices(layer.metadata.get("weakseg_declared_slices") if layer is not None
+                          and kind == "sparse" else None)
+        self._refresh_versions()
+
+    def _show_slices(self, slices):
+        if self.kind != "sparse":
+            self.slices_label.setText("")
+        elif not slices:
+            self.slices_label.setText(f"No slice marked complete yet ({SLICE_SHORTCUT} marks "
+                                      "the slice shown).")
+        else:
+            self.slices_label.setText("Complete slices: " + ", ".join(map(str, slices)))
+
+    def _on_checks_changed(self, *_):
+        if self.kind != "partial":
+            return
+        layer = self.annotation_layer("partial")
+        if layer is not None:
+            layer.metadata["weakseg_declared_classes"] = self.declared_classes or None
+            self._schedule()
+
+    def _slice_shortcut(self, viewer=None):
+        self.set_kind("sparse")
+        self.toggle_slice_complete()
+
+    def _refresh_versions(self):
+        self.version_combo.clear()
+        try:
+            records = self.versions()
+        except Exception:
+            records = []
+        for record in reversed(records):
+            self.version_combo.addItem(logic.version_label(record, self.schema.names),
+                                       record.version)
+        self.restore_button.setEnabled(len(records) > 1)
+
+    def _restore_selected(self):
+        version = self.version_combo.currentData()
+        if version is not None:
+            self.restore_version(int(version))
+
+    # -- autosave ----------------------------------------------------------------------
+    def _watch(self, layer) -> None:
+        if id(layer) in self._watched:
+            return
+        self._watched[id(layer)] = layer
+        layer.events.paint.connect(self._schedule)
+        layer.events.set_data.connect(self._schedule)
+        self._saved.setdefault(id(layer), self._layer_fingerprint(layer))
+
+    def _unwatch(self, layer) -> None:
+        if self._watched.pop(id(layer), None) is None:
+            return
+        layer.events.paint.disconnect(self._schedule)
+        layer.events.set_data.disconnect(self._schedule)
+        self._saved.pop(id(layer), None)
+
+    def _schedule(self, *_):
+        self._timer.start()
+
+    def _autosave(self):
+        self.save_now(sync=False)
+
+    @staticmethod
+    def _layer_fingerprint(layer) -> tuple:
+        return logic.fingerprint(layer.data, layer.metadata.get("weakseg_declared_classes"),
+                                 layer.metadata.get("weakseg_declared_slices"))
+
+    def _target(self, layer):
+        """(project, volume record) a layer saves to, or ``None`` (not a project volume)."""
+        project = self.session.project
+        volume_name = layer.metadata.get("weakseg_volume")
+        if project is None or volume_name is None or \
+                layer.metadata.get("weakseg_project") != str(project.root):
+            return None
+        return project, volume_name
+
+    def _save_layer(self, layer, sync: bool):
+        from napari.utils.notifications import show_error
+
+        target = self._target(layer)
+        if target is None:
+            return None
+        project, volume = target
+        kind = layer.metadata["weakseg_kind"]
+        fp = self._layer_fingerprint(layer)
+        if fp == self._saved.get(id(layer)):
+            return None
+        if not sync and id(layer) in self._inflight:
+            self._schedule()  # a save of this layer is running; save again after it
+            return None
+        self._seq += 1
+        args = (self._seq, (str(project.root), volume, kind), project, volume, kind,
+                np.array(layer.data, copy=True), layer.metadata.get("weakseg_declared_classes"),
+                layer.metadata.get("weakseg_declared_slices"))
+        if sync:
+            try:
+                record = self._save_task(*args)
+            except Exception as exc:
+                show_error(f"Autosave of {volume} ({kind}) failed: {exc}")
+                return None
+            self._saved_ok(layer, fp, record)
+            return record
+        self._inflight.add(id(layer))
+        self.save_label.setText(f"Saving {kind}…")
+
+        def done(record, layer=layer, fp=fp):
+            self._inflight.discard(id(layer))
+            self._saved_ok(layer, fp, record)
+
+        def failed(exc, layer=layer):
+            self._inflight.discard(id(layer))
+            self.save_label.setText(f"Autosave failed: {exc}")
+            show_error(f"Autosave of {volume} ({kind}) failed: {exc}")
+
+        self.session.executor.run(self._save_task, *args, on_done=done, on_error=failed)
+        return None
+
+    def _save_task(self, seq, key, project, volume, kind, data, classes, slices):
+        with self._save_lock:  # one save at a time; never let an older state win
+            if seq <= self._committed.get(key, -1):
+                return None
+            record = logic.save_layer_annotation(project, volume, kind, data, classes=classes,
+                                                 slices=slices, author=logic.current_author())
+            self._committed[key] = seq
+            return record
+
+    def _saved_ok(self, layer, fp, record):
+        self._saved[id(layer)] = fp
+        if record is None:
+            return
+        layer.metadata["weakseg_sha256"] = record.sha256
+        self.save_label.setText(f"Saved {record.kind} v{record.version} "
+                                f"({logic.local_time(record.created_at)[11:]}).")
+        if record.kind == self.kind:
+            self._refresh_versions()
+        self.session.annotations_changed.emit(record.volume_name, record.kind)
+
+    def _on_removing(self, event):
+        layer = event.value if hasattr(event, "value") else None
+        if layer is None:
+            index = getattr(event, "index", None)
+            if index is not None and 0 <= index < len(self.viewer.layers):
+                layer = self.viewer.layers[index]
+        if layer is not None and id(layer) in self._watched:
+            self._save_layer(layer, sync=True)
+            self._unwatch(layer)
+
+    # -- session -----------------------------------------------------------------------
+    def _on_project(self, project):
+        if project is not None and project.schema != self.schema:
+            self.schema = project.schema
+            self._build_class_widgets()
+        self._refresh_versions()
+
+    def _on_volume(self, volume):
+        loaded = getattr(self.session, "loaded", None)
+        image = self.session.image_layer
+        self._refresh_images()
+        if volume is None or image is None or loaded is None:
+            self._refresh_versions()
+            return
+        for annotation in loaded.annotations:
+            if annotation.record.kind not in KINDS:
+                continue
+            layer = self.annotation_layer(annotation.record.kind, image=image, create=True)
+            self._apply_stored(layer, annotation, undoable=False)
+        self._sync_controls()
+        self.status.setText(f"{volume.name}: {len(loaded.annotations)} annotation layer(s) "
+                            "loaded. Choose a kind and a class, then paint.")
+
+    def _on_store_changed(self, volume_name: str, kind: str):
+        """An annotation changed in the store from elsewhere (Review ▸ Accept): load the
+        new version in the background and put it into the layer (undoable)."""
+        volume, project = self.session.volume, self.session.project
+        if volume is None or project is None or volume.name != volume_name or \
+                kind not in KINDS:
+            return
+        layer = self.annotation_layer(kind)
+        try:
+            record = project.annotation_record(volume, kind)
+        except Exception:
+            return
+        if layer is not None and record.sha256 == layer.metadata.get("weakseg_sha256"):
+            if kind == self.kind:
+                self._refresh_versions()
+            return  # the layer holds this version already (e.g. our own autosave)
+
+        def done(annotation):
+            if self.session.volume is None or self.session.volume.name != volume_name:
+                return
+            target = self.annotation_layer(kind, create=True)
+            if target is not None:
+                self._apply_stored(target, annotation, undoable=True)
+            if kind == self.kind:
+                self._refresh_versions()
+
+        self.session.executor.run(project.annotation, volume, kind, on_done=done,
+                                  on_error=lambda exc: None)
+
+    def _apply_stored(self, layer, annotation, undoable: bool):
+        """Put a stored version into ``layer`` (with Ctrl-Z history when ``undoable``)."""
+        new = np.asarray(annotation.data).astype(layer.data.dtype)
+        layer.metadata["weakseg_declared_classes"] = annotation.record.declared_classes
+        layer.metadata["weakseg_declared_slices"] = annotation.record.declared_slices
+        layer.metadata["weakseg_sha256"] = annotation.record.sha256
+        if undoable and new.shape == layer.data.shape:
+            changed = np.nonzero(layer.data != new)
+            if changed[0].size:
+                layer.data_setitem(changed, new[changed])
+        else:
+            layer.data = new
+        self._saved[id(layer)] = self._layer_fingerprint(layer)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def showEvent(self, event):
+        super().showEvent(event)
+        window = self.window()
+        if window is not None and window is not self:
+            window.installEventFilter(self._close_filter)
+
+
+class _CloseFilter(QObject):
+    """Saves pending edits when the napari window receives its close event."""
+
+    def __init__(self, callback):
+        super().__init__()
+        self._callback = callback
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Close:
+            try:
+                self._callback()
+            except RuntimeError:  # widgets already deleted
+                pass
+        return False

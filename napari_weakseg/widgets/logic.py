@@ -1,0 +1,676 @@
+"""What the WeakSeg panels do, without Qt or napari: the panels are thin faces over this.
+
+Everything here is callable from a plain script or a test; heavy imports (torch, the
+methods) happen inside the functions that need them. Functions that take time (loading a
+volume, saving, training-stream reading, prediction) are run by the panels through their
+executor, off the Qt main thread.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Annotation kinds offered for painting, with a one-line explanation.
+KINDS = {
+    "scribble": "Scribble — strokes: this voxel is the class",
+    "coarse_pos": "Coarse + — rough mask inside a structure",
+    "coarse_neg": "Coarse − — this voxel is NOT the class",
+    "partial": "Partial — full masks of some classes only",
+    "sparse": "Sparse — full masks on some slices",
+}
+#: Training profiles shown in the Train panel (``training.config.PROFILES`` keys).
+PROFILE_LABELS = {"paper": "paper (WSL4MIS recipe, 256², 60k it.)",
+                  "quick-cpu": "quick (CPU): 128², width 8, 600 it."}
+#: How "Accept" turns a (corrected) prediction into an annotation.
+ACCEPT_MODES = {
+    "corrected_slices": "Corrected slices → sparse (each slice complete)",
+    "current_slice": "Current slice → sparse (slice complete)",
+    "corrected_classes": "Corrected classes → partial (classes complete)",
+    "volume": "Whole volume → partial (every class complete)",
+}
+ZOO_ENV = "WEAKSEG_MODELS"
+
+
+def current_author() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database (containers)
+        return None
+
+
+# -- project & volumes ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class VolumeStatus:
+    """One row of the Project panel's volume table."""
+
+    name: str
+    split: str
+    kinds: tuple[str, ...]
+    declared: str
+    last_edit: str
+    has_truth: bool
+
+
+def volume_statuses(project) -> list[VolumeStatus]:
+    """Every volume with its annotation status (kinds present, declarations, last edit)."""
+    latest: dict[str, list] = {}
+    for record in project.annotations():
+        latest.setdefault(record.volume_name, []).append(record)
+    names = project.schema.names
+    rows = []
+    for volume in project.volumes():
+        records = latest.get(volume.name, [])
+        declared = []
+        for record in records:
+            if record.kind == "sparse" and record.declared_slices:
+                declared.append(f"sparse: {len(record.declared_slices)} slices")
+            elif record.declared_classes:
+                declared.append(f"{record.kind}: "
+                                + ",".join(names[c] for c in record.declared_classes))
+        last = max((r.created_at for r in records), default="")
+        rows.append(VolumeStatus(
+            name=volume.name, split=volume.tags.get("split", ""),
+            kinds=tuple(sorted({r.kind for r in records})), declared="; ".join(declared),
+            last_edit=local_time(last),
+            has_truth=project.has_ground_truth(volume)))
+    return rows
+
+
+def local_time(stamp: str) -> str:
+    """A store timestamp (ISO, UTC) as local ``YYYY-MM-DD HH:MM``."""
+    from datetime import datetime
+
+    if not stamp:
+        return ""
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp[:16].replace("T", " ")
+
+
+def project_kinds(project) -> set[str]:
+    """Annotation kinds present anywhere in the project."""
+    return {record.kind for record in project.annotations()}
+
+
+@dataclass(frozen=True)
+class LoadedVolume:
+    record: Any
+    image: Any                    # io.Volume: data (Z, Y, X) + geometry
+    annotations: list             # store.Annotation, latest version of each kind
+
+
+def load_volume(project, name: str) -> LoadedVolume:
+    """Image (checksum verified) and latest annotations of one volume."""
+    record = project.volume(name)
+    image = project.read_image(record)
+    annotations = [a for a in project.latest_annotations(record) if a.record.strategy
+                   == "default"]
+    return LoadedVolume(record, image, annotations)
+
+
+def add_images(project, paths: Iterable[str | os.PathLike], *, copy: bool = True,
+               split: str | None = None) -> tuple[list[str], list[str]]:
+    """Add NIfTI images (folders are imported with the importer of their format).
+
+    Returns ``(added volume names, problems)``; a bad file is reported, never fatal.
+    """
+    from ..store.importers import import_source
+
+    added, problems = [], []
+    for path in map(Path, paths):
+        try:
+            if path.is_dir():
+                report = import_source(project, path)
+                added += report.added
+                problems += report.errors
+            else:
+                tags = {"split": split} if split else None
+                added.append(project.add_volume(path, copy=copy, tags=tags).name)
+        except Exception as exc:
+            problems.append(f"{path}: {exc}")
+    return added, problems
+
+
+# -- annotations ---------------------------------------------------------------------------
+def fingerprint(data: np.ndarray, classes=None, slices=None) -> tuple:
+    """Cheap identity of an annotation state (CRC of the voxels + declarations)."""
+    array = np.ascontiguousarray(data)
+    frozen_slices = None if slices is None else tuple(
+        (int(z), None if c is None else tuple(c)) for z, c in sorted(slices.items()))
+    return (array.shape, str(array.dtype), zlib.crc32(memoryview(array).cast("B")),
+            None if classes is None else tuple(classes), frozen_slices)
+
+
+def declarations_for(kind: str, classes: Sequence[int] | None,
+                     slices: Mapping[int, Sequence[int] | None] | None):
+    """The ``declared_classes`` / ``declared_slices`` the store takes for ``kind``."""
+    if kind == "partial":
+        return (tuple(classes) if classes else None), None
+    if kind == "sparse":
+        return None, (dict(slices) if slices else None)
+    return None, None
+
+
+def save_layer_annotation(project, volume, kind: str, data: np.ndarray, *,
+                          classes: Sequence[int] | None = None,
+                          slices: Mapping[int, Sequence[int] | None] | None = None,
+                          author: str | None = None):
+    """Autosave one annotation layer: a new version when anything changed.
+
+    A layer with nothing painted and nothing declared is not saved unless a version exists
+    already (then erasing everything is a change worth keeping). Returns the record of the
+    current version, or ``None`` when nothing was saved.
+    """
+    declared_classes, declared_slices = declarations_for(kind, classes, slices)
+    has_history = bool(project.annotation_versions(volume, kind))
+    if not has_history and not np.any(data) and not declared_slices:
+        return None
+    return project.save_annotation(volume, kind, np.asarray(data), author=author,
+                                   declared_classes=declared_classes,
+                                   declared_slices=declared_slices, if_changed=True,
+                                   allow_empty=True)
+
+
+def toggle_slice(slices: Mapping[int, Sequence[int] | None] | None, z: int,
+                 classes: Sequence[int] | None = None) -> dict[int, tuple[int, ...] | None]:
+    """Mark slice ``z`` complete (for ``classes``; ``None`` = every class) or unmark it."""
+    out = dict(slices or {})
+    if int(z) in out:
+        del out[int(z)]
+    else:
+        out[int(z)] = None if classes is None else tuple(sorted(int(c) for c in classes))
+    return dict(sorted(out.items()))
+
+
+def version_label(record, class_names: Sequence[str]) -> str:
+    """One line describing a saved version (restore list)."""
+    parts = [f"v{record.version}", local_time(record.created_at)]
+    if record.author:
+        parts.append(record.author)
+    voxels = sum(record.counts.values())
+    parts.append(f"{voxels} voxels")
+    if record.declared_slices:
+        parts.append(f"{len(record.declared_slices)} slices complete")
+    elif record.declared_classes:
+        parts.append("complete: " + ",".join(class_names[c] for c in record.declared_classes))
+    if record.note:
+        parts.append(record.note)
+    return " · ".join(parts)
+
+
+# -- review: accepting a prediction --------------------------------------------------------
+@dataclass
+class Accepted:
+    """An annotation made from a prediction, ready for ``Project.save_annotation``."""
+
+    kind: str
+    data: np.ndarray
+    classes: tuple[int, ...] | None = None
+    slices: dict[int, tuple[int, ...] | None] | None = None
+    summary: str = ""
+    replace: bool = False  # replaces the current annotation instead of merging
+
+
+def corrected_slices(original: np.ndarray, edited: np.ndarray) -> list[int]:
+    """Slices (z) where the user changed the prediction."""
+    changed = np.asarray(original) != np.asarray(edited)
+    return [int(z) for z in np.flatnonzero(changed.reshape(changed.shape[0], -1).any(axis=1))]
+
+
+def corrected_classes(original: np.ndarray, edited: np.ndarray) -> list[int]:
+    """Foreground classes whose extent the user changed (painted in or erased)."""
+    changed = np.asarray(original) != np.asarray(edited)
+    touched = np.union1d(np.unique(np.asarray(original)[changed]),
+                         np.unique(np.asarray(edited)[changed]))
+    return [int(c) for c in touched if c != 0]
+
+
+def accepted_annotation(edited: np.ndarray, original: np.ndarray, mode: str,
+                        num_classes: int, *, current_slice: int | None = None,
+                        class_names: Sequence[str] | None = None) -> Accepted:
+    """Turn the (corrected) prediction into a ``sparse`` or ``partial`` annotation.
+
+    ``edited``/``original``: dense class maps (the Labels layer and the prediction as it
+    came). Raises ``ValueError`` when the mode selects nothing (no correction made).
+    """
+    edited = np.asarray(edited).astype(np.int64)
+    names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
+    every = tuple(range(num_classes))
+    encoded = (edited + 1).astype(np.uint8 if num_classes < 255 else np.uint16)
+    if mode == "volume":
+        return Accepted("partial", encoded, every, None,
+                        f"whole volume as partial ({edited.shape[0]} slices, every class)",
+                        replace=True)
+    if mode in ("corrected_slices", "current_slice"):
+        if mode == "current_slice":
+            if current_slice is None:
+                raise ValueError("no current slice")
+            zs = [int(current_slice)]
+        else:
+            zs = corrected_slices(original, edited)
+            if not zs:
+                raise ValueError("no slice was corrected: paint corrections into the "
+                                 "prediction layer first, or accept the current slice")
+        data = np.zeros_like(encoded)
+        data[zs] = encoded[zs]
+        return Accepted("sparse", data, None, {z: every for z in zs},
+                        f"slice{'s' if len(zs) > 1 else ''} {', '.join(map(str, zs))} "
+                        "as sparse (complete)")
+    if mode == "corrected_classes":
+        classes = corrected_classes(original, edited)
+        if not classes:
+            raise ValueError("no class was corrected: paint corrections into the prediction "
+                             "layer first")
+        data = np.where(np.isin(edited, classes), encoded, 0).astype(encoded.dtype)
+        return Accepted("partial", data, tuple(classes), None,
+                        "classes " + ", ".join(names[c] for c in classes)
+                        + " as partial (complete)")
+    raise ValueError(f"unknown accept mode {mode!r}; modes: {', '.join(ACCEPT_MODES)}")
+
+
+def _present_classes(stored: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(v) - 1 for v in np.unique(stored) if v > 1)
+
+
+def merge_accepted(existing, accepted: Accepted) -> Accepted:
+    """Combine with the current annotation of that kind (``store.Annotation`` or None).
+
+    Sparse: the accepted slices replace those slices; other declared slices are kept.
+    Partial: the accepted classes replace those classes' voxels; declarations are united.
+    Whole-volume accepts replace everything.
+    """
+    if existing is None or accepted.replace:
+        return accepted
+    old = np.asarray(existing.data)
+    if accepted.kind == "sparse":
+        data = old.astype(accepted.data.dtype, copy=True)
+        old_slices = existing.declared_slices
+        if old_slices is None:  # imported without declarations: labelled slices, present classes
+            old_slices = {int(z): _present_classes(old[z]) for z in range(old.shape[0])
+                          if np.any(old[z])}
+        slices = dict(old_slices)
+        for z, classes in (accepted.slices or {}).items():
+            data[z] = accepted.data[z]
+            slices[z] = classes
+        return Accepted("sparse", data, None, dict(sorted(slices.items())),
+                        accepted.summary)
+    if accepted.kind == "partial":
+        new_classes = set(accepted.classes or ())
+        old_classes = set(existing.declared_classes or _present_classes(old))
+        data = old.astype(accepted.data.dtype, copy=True)
+        data[np.isin(data, [c + 1 for c in new_classes])] = 0
+        painted = accepted.data > 0
+        data[painted] = accepted.data[painted]
+        return Accepted("partial", data, tuple(sorted(old_classes | new_classes)), None,
+                        accepted.summary)
+    return accepted
+
+
+def save_accepted(project, volume, accepted: Accepted, *, author: str | None = None):
+    """Merge with the current annotation of the kind and save a new version."""
+    from ..store import NotFoundError
+
+    try:
+        existing = project.annotation(volume, accepted.kind)
+    except NotFoundError:
+        existing = None
+    merged = merge_accepted(existing, accepted)
+    return project.save_annotation(volume, merged.kind, merged.data, author=author,
+                                   declared_classes=merged.classes,
+                                   declared_slices=merged.slices,
+                                   note=f"accepted prediction: {accepted.summary}",
+                                   allow_empty=True)
+
+
+# -- prediction & uncertainty --------------------------------------------------------------
+_MODEL_CACHE: dict[tuple[str, str, float], tuple[Any, dict]] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def load_model_cached(model_path: str | os.PathLike, device: str = "auto"):
+    """``(net, config, device)``; a model folder is loaded once per weights file version."""
+    from ..nets.model_folder import WEIGHTS, load_model
+    from ..training.trainer import select_device
+
+    torch_device = select_device(device)
+    weights = Path(model_path) / WEIGHTS
+    key = (str(Path(model_path).resolve()), str(torch_device),
+           weights.stat().st_mtime if weights.exists() else 0.0)
+    with _MODEL_LOCK:
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE.clear()
+            _MODEL_CACHE[key] = load_model(model_path, device=str(torch_device))
+        net, config = _MODEL_CACHE[key]
+    return net, config, torch_device
+
+
+def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str = "auto"):
+    """Predict a (Z, Y, X) image with a model folder → ``inference.predict.Prediction``.
+
+    In the viewer's process torch uses at most ``default_threads()`` CPU threads, so one
+    core stays free for napari's event loop.
+    """
+    import torch
+
+    from ..inference.predict import predict_volume
+
+    if torch.get_num_threads() > default_threads():
+        torch.set_num_threads(default_threads())
+    net, config, torch_device = load_model_cached(model_path, device)
+    with _MODEL_LOCK:  # one prediction at a time per process: the net is shared
+        return predict_volume(net, np.asarray(image), config["preprocessing"]["size"],
+                              device=torch_device)
+
+
+def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+    """Slices by mean uncertainty, most uncertain first (``exclude``: already complete)."""
+    skip = {int(z) for z in exclude}
+    scores = np.asarray(entropy, dtype=np.float64).reshape(len(entropy), -1).mean(axis=1)
+    order = np.argsort(-scores, kind="stable")
+    return [(int(z), float(scores[z])) for z in order if int(z) not in skip]
+
+
+def complete_slices(annotations: Iterable) -> set[int]:
+    """Slices already declared complete (sparse) for a volume's annotations."""
+    out: set[int] = set()
+    for annotation in annotations:
+        record = getattr(annotation, "record", annotation)
+        if record.kind == "sparse" and record.declared_slices:
+            out |= set(record.declared_slices)
+    return out
+
+
+def rank_volumes(project_root: str | os.PathLike, model_path: str | os.PathLike,
+                 names: Sequence[str] | None = None, device: str = "auto",
+                 limit: int = 50) -> list[tuple[str, float]]:
+    """Training-candidate volumes (not val/test) by mean predicted uncertainty."""
+    from ..store import Project
+
+    project = Project.open(project_root)
+    try:
+        records = [r for r in project.volumes() if r.tags.get("split") not in ("val", "test")]
+        if names is not None:
+            records = [r for r in records if r.name in set(names)]
+        scores = []
+        for record in records[:limit]:
+            image = project.read_image(record, verify=False)
+            prediction = predict_image(model_path, image.data, device)
+            scores.append((record.name, float(prediction.entropy.mean())))
+    finally:
+        project.close()
+    return sorted(scores, key=lambda item: -item[1])
+
+
+# -- models & methods ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    path: Path | None   # None = a new network
+    source: str         # new | project | zoo
+
+
+def zoo_dir() -> Path:
+    """The model zoo: ``$WEAKSEG_MODELS`` or the repository's ``models/`` folder."""
+    if os.environ.get(ZOO_ENV):
+        return Path(os.environ[ZOO_ENV])
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def model_choices(project=None, zoo: str | os.PathLike | None = None) -> list[ModelChoice]:
+    """"New model", then the project's registered models (newest first), then the zoo."""
+    choices = [ModelChoice("New model (random init)", None, "new")]
+    if project is not None:
+        for record in reversed(project.models()):
+            if (record.path / "config.json").exists():
+                choices.append(ModelChoice(f"project: {record.name}", record.path, "project"))
+    folder = Path(zoo) if zoo is not None else zoo_dir()
+    if folder.is_dir():
+        for sub in sorted(p for p in folder.iterdir() if (p / "config.json").exists()):
+            choices.append(ModelChoice(f"zoo: {sub.name}", sub, "zoo"))
+    return choices
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    id: str
+    description: str
+    kinds: tuple[str, ...]
+    optimizer: str
+    lr: float
+
+
+def method_choices(kinds: Iterable[str]) -> list[MethodChoice]:
+    """Methods that learn from at least one of ``kinds`` (imports the methods: torch)."""
+    from ..methods import available_methods
+
+    present = set(kinds)
+    out = []
+    for method_id, cls in sorted(available_methods().items()):
+        if set(cls.kinds) & present:
+            out.append(MethodChoice(method_id, cls.description, tuple(sorted(cls.kinds)),
+                                    cls.optimizer.name, cls.optimizer.lr))
+    return out
+
+
+def available_devices() -> list[str]:
+    """``auto``, ``cpu``, then ``cuda:N`` for each GPU and ``mps`` where present."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def default_threads() -> int:
+    """CPU threads for a run started from the GUI: leave one core to napari."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def train_config(profile_name: str, method: str, **overrides):
+    """A :class:`TrainConfig` from a profile, the method and the form's values."""
+    from ..training.config import profile
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return profile(profile_name, method=method, **clean)
+
+
+# -- training runs -------------------------------------------------------------------------
+@dataclass
+class RunHandle:
+    """A started run: the engine's :class:`TrainingRun` and its row in the store."""
+
+    run: Any
+    run_id: int | None
+    run_dir: Path
+    model_name: str
+    iterations: int
+    start_iteration: int = 0
+    method: str = ""
+
+
+#: Niceness added to a training process started from the GUI: on a busy CPU the viewer
+#: (and the user's other work) gets the cores first; training only loses idle-time slack.
+TRAINING_NICENESS = 10
+
+
+def lower_priority(pid: int, increment: int = TRAINING_NICENESS) -> bool:
+    """Lower a child process's CPU priority (POSIX; a no-op elsewhere)."""
+    if not hasattr(os, "setpriority"):
+        return False
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, current + increment))
+        return True
+    except OSError:
+        return False
+
+
+def start_run(project, config, *, val: Mapping[str, str] | None = None,
+              source: dict | None = None, extra_env: dict | None = None) -> RunHandle:
+    """Create the run folder and store row, and start the training process."""
+    from ..training.runner import TrainingRun
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = project.root / "runs" / f"{stamp}-{config.method}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = project.root / "runs" / f"{stamp}-{config.method}-{n}"
+    if source is None:
+        source = {"kind": "project", "path": str(project.root)}
+        if val:
+            source["val"] = dict(val)
+    run = TrainingRun(run_dir, config, source)
+    run_id = project.create_run(config.method, config.to_dict(), device=config.device,
+                                out_dir=run_dir, log_path=run_dir / "worker.log").id
+    run.start(extra_env)
+    lower_priority(run.process.pid)
+    project.update_run(run_id, status="running")
+    return RunHandle(run, run_id, run_dir, run_dir.name, config.iterations, 0, config.method)
+
+
+def find_run_id(project, run_dir: str | os.PathLike) -> int | None:
+    target = str(Path(run_dir))
+    for record in reversed(project.runs()):
+        if record.out_dir == target:
+            return record.id
+    return None
+
+
+def resume_run(project, run_dir: str | os.PathLike, extra_env: dict | None = None
+               ) -> RunHandle:
+    """Go on with a cancelled or failed run from its last checkpoint."""
+    from ..training.runner import TrainingRun
+
+    run = TrainingRun(run_dir)
+    if not run.can_resume:
+        raise ValueError(f"{run_dir}: no checkpoint to resume from")
+    spec = json.loads((Path(run_dir) / "run.json").read_text())
+    run_id = find_run_id(project, run_dir)
+    run.start(extra_env)
+    lower_priority(run.process.pid)
+    if run_id is not None:
+        project.update_run(run_id, status="running")
+    return RunHandle(run, run_id, Path(run_dir), Path(run_dir).name,
+                     int(spec["config"]["iterations"]), 0, spec["config"]["method"])
+
+
+def resumable_run(project):
+    """The newest cancelled/failed run of the project with a checkpoint, or ``None``."""
+    for record in reversed(project.runs()):
+        if record.status in ("cancelled", "failed") and record.out_dir and \
+                (Path(record.out_dir) / "checkpoints" / "last.pt").exists():
+            return record
+    return None
+
+
+def training_stream(handle: RunHandle, project_root: str | os.PathLike) -> Iterator[Any]:
+    """The run's typed events as they arrive, then one :class:`RunEnded` (after the store
+    records the outcome and registers the model). Runs in a reader thread."""
+    final = None
+    for event in handle.run.events():
+        if event.type in ("finished", "failed"):
+            final = event
+        yield event
+    yield finalise_run(project_root, handle, final)
+
+
+def _unique_model_name(project, base: str) -> str:
+    existing = {m.name for m in project.models()}
+    name, n = base, 1
+    while name in existing or (project.root / "models" / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
+    """Record the outcome of a run; copy and register its model. → :class:`RunEnded`."""
+    from ..store import Project
+    from .signals import RunEnded
+
+    resumable = (handle.run_dir / "checkpoints" / "last.pt").exists()
+    project = Project.open(project_root)
+    try:
+        if final is None or final.type != "finished":
+            error = getattr(final, "error", "training ended without a final event")
+            log_path = getattr(final, "log_path", "") or str(handle.run_dir / "worker.log")
+            if handle.run_id is not None:
+                project.update_run(handle.run_id, status="failed", error=error)
+            return RunEnded(handle.run_id, handle.run_dir, "failed", error=error,
+                            log_path=log_path, resumable=resumable)
+        status = {"budget": "completed"}.get(final.status, final.status)
+        model_dir = Path(final.model_dir)
+        name = path = None
+        if (model_dir / "config.json").exists():
+            name = _unique_model_name(project, handle.model_name)
+            path = project.root / "models" / name
+            tmp = path.with_name(f".{name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(model_dir, tmp)
+            tmp.rename(path)
+            config = json.loads((model_dir / "config.json").read_text())
+            project.register_model(name, Path("models") / name, method=handle.method,
+                                   run_id=handle.run_id, config=config.get("training", {}),
+                                   metrics={"best_mean_dice": final.best_mean_dice,
+                                            "iteration": final.iteration})
+        if handle.run_id is not None:
+            project.update_run(handle.run_id, status=status,
+                               metrics={"best_mean_dice": final.best_mean_dice,
+                                        "iteration": final.iteration})
+        return RunEnded(handle.run_id, handle.run_dir, final.status, name, path,
+                        resumable=resumable and final.status in ("cancelled", "budget"))
+    finally:
+        project.close()
+
+
+def format_eta(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+@dataclass
+class CurveData:
+    """Series of (x, y) points for the live curves (loss, validation Dice)."""
+
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def add(self, name: str, x: float, y: float) -> None:
+        if y is None or not np.isfinite(y):
+            return
+        self.series.setdefault(name, []).append((float(x), float(y)))
+
+    def clear(self) -> None:
+        self.series.clear()
+
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        points = [p for values in self.series.values() for p in values]
+        if not points:
+            return None
+        xs, ys = zip(*points)
+        return min(xs), max(xs), min(ys), max(ys)
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,300 @@
+"""Project panel: open or create a project, see its volumes and their annotation status,
+open a volume (image on its grid + its annotation layers), add volumes (file dialog or
+drag-and-drop of NIfTI files / folders onto the panel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
+                            QLineEdit, QPushButton, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
+
+from . import logic
+
+if TYPE_CHECKING:
+    import napari
+
+COLUMNS = ("Volume", "Split", "Annotations", "Declared", "Last edit", "GT")
+
+
+class ProjectPanel(QWidget):
+    """The project and its volumes; opening a volume sets ``session.volume``."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session):
+        super().__init__()
+        self.viewer = viewer
+        self.session = session
+        self.rows: list[logic.VolumeStatus] = []
+        self._open_request = 0
+        self._refresh_request = 0
+        self.setAcceptDrops(True)
+
+        self.path_edit = QLineEdit()
+        self.path_edit.setReadOnly(True)
+        self.path_edit.setPlaceholderText("No project open")
+        self.open_button = QPushButton("Open…")
+        self.new_button = QPushButton("New…")
+        self.add_button = QPushButton("Add images…")
+        self.import_button = QPushButton("Import folder…")
+        self.open_volume_button = QPushButton("Open volume")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.status = QLabel("Open or create a project. Drop NIfTI files or folders here to "
+                             "add them.")
+        self.status.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Project"))
+        row.addWidget(self.path_edit, 1)
+        row.addWidget(self.open_button)
+        row.addWidget(self.new_button)
+        layout.addLayout(row)
+        layout.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.open_volume_button)
+        row.addWidget(self.add_button)
+        row.addWidget(self.import_button)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+
+        self.open_button.clicked.connect(self._ask_open)
+        self.new_button.clicked.connect(self._ask_new)
+        self.add_button.clicked.connect(self._ask_add)
+        self.import_button.clicked.connect(self._ask_import)
+        self.open_volume_button.clicked.connect(self._open_selected)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
+        session.annotations_changed.connect(lambda *_: self.refresh())
+        session.volumes_changed.connect(self.refresh)
+        session.open_volume_requested.connect(self.open_volume)
+        self._update_buttons()
+
+    # -- public API --------------------------------------------------------------------
+    @property
+    def project(self):
+        return self.session.project
+
+    def open_project(self, path: str | Path):
+        """Open an existing project folder."""
+        from napari.utils.notifications import show_error
+
+        from ..store import Project
+
+        try:
+            project = Project.open(path)
+        except Exception as exc:
+            show_error(f"Cannot open project {path}: {exc}")
+            return None
+        self._set_project(project)
+        return project
+
+    def create_project(self, path: str | Path, schema=None):
+        """Create a project folder (cardiac schema unless ``schema``)."""
+        from napari.utils.notifications import show_error
+
+        from ..store import Project
+
+        try:
+            project = Project.create(path, schema)
+        except Exception as exc:
+            show_error(f"Cannot create project {path}: {exc}")
+            return None
+        self._set_project(project)
+        return project
+
+    def refresh(self) -> None:
+        """Re-read the volume table from the store (in the background)."""
+        project = self.project
+        if project is None:
+            self._fill_table([])
+            return
+        self._refresh_request += 1
+        request = self._refresh_request
+
+        def done(rows):
+            if request == self._refresh_request and self.project is project:
+                self._fill_table(rows)
+
+        self.session.executor.run(logic.volume_statuses, project, on_done=done,
+                                  on_error=lambda exc: self.status.setText(str(exc)))
+
+    def _fill_table(self, rows) -> None:
+        selected = self.selected_volume()
+        self.rows = list(rows)
+        self.table.setRowCount(len(self.rows))
+        for i, status in enumerate(self.rows):
+            values = (status.name, status.split, ", ".join(status.kinds) or "—",
+                      status.declared, status.last_edit, "✓" if status.has_truth else "")
+            for j, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                if self.session.volume is not None and status.name == self.session.volume.name:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.table.setItem(i, j, item)
+            if status.name == selected:
+                self.table.selectRow(i)
+        self._update_buttons()
+
+    def volume_names(self) -> list[str]:
+        return [row.name for row in self.rows]
+
+    def selected_volume(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() \
+            else []
+        if not rows or rows[0].row() >= len(self.rows):
+            return None
+        return self.rows[rows[0].row()].name
+
+    def open_volume(self, name: str) -> None:
+        """Show volume ``name``: its image (spacing, orientation, axis labels from the
+        NIfTI header) and one layer per annotation kind. Pending edits of the previous
+        volume are saved first (its layers are removed)."""
+        from napari.utils.notifications import show_error
+
+        project = self.project
+        if project is None:
+            return
+        self._remove_volume_layers()
+        self.status.setText(f"Loading {name}…")
+        self._open_request += 1
+        request = self._open_request
+
+        def done(loaded):
+            if request == self._open_request and self.project is project:  # still wanted
+                self._show_volume(loaded)
+
+        def failed(exc):
+            show_error(f"Cannot open {name}: {exc}")
+            self.status.setText(str(exc))
+
+        self.session.executor.run(logic.load_volume, project, name, on_done=done,
+                                  on_error=failed)
+
+    def add_volumes(self, paths, *, copy: bool = True, split: str | None = None) -> None:
+        """Add NIfTI images (copied into the project unless ``copy=False``) or import
+        folders (ACDC / nnU-Net / WSL4MIS / plain layouts); runs in the background."""
+        from napari.utils.notifications import show_warning
+
+        project = self.project
+        if project is None:
+            self.status.setText("Open or create a project first.")
+            return
+        paths = [Path(p) for p in paths]
+        self.status.setText(f"Adding {len(paths)} item(s)…")
+
+        def done(result):
+            added, problems = result
+            self.refresh()
+            self.session.volumes_changed.emit()
+            text = f"Added {len(added)} volume(s)."
+            if problems:
+                text += f" {len(problems)} problem(s): " + "; ".join(problems[:3])
+                show_warning("Some files were not added:\n" + "\n".join(problems[:10]))
+            self.status.setText(text)
+
+        self.session.executor.run(logic.add_images, project, paths, copy=copy, split=split,
+                                  on_done=done,
+                                  on_error=lambda exc: show_warning(f"Adding failed: {exc}"))
+
+    # -- internals ---------------------------------------------------------------------
+    def _set_project(self, project) -> None:
+        self._remove_volume_layers()
+        self._fill_table([])  # never show the previous project's rows
+        self.session.set_project(project)
+        self.path_edit.setText(str(project.root))
+        self.refresh()
+        self.status.setText(f"{project.name}: {len(project.volumes())} volume(s), classes "
+                            f"{', '.join(project.schema.names)}. Double-click a volume to "
+                            "open it.")
+
+    def _remove_volume_layers(self) -> None:
+        project = self.project
+        if project is None:
+            return
+        root = str(project.root)
+        doomed = [layer for layer in self.viewer.layers
+                  if layer.metadata.get("weakseg_project") == root]
+        # Top layer first, painting tools off: napari 0.9.2 (software OpenGL) crashes on the
+        # next draw when the image under a Labels layer in paint mode is removed first.
+        for layer in doomed:
+            if getattr(layer, "mode", None) not in (None, "pan_zoom"):
+                layer.mode = "pan_zoom"
+        for layer in reversed(doomed):
+            self.viewer.layers.remove(layer)  # annotation layers are saved on removal
+        self.session.set_volume(None)
+
+    def _show_volume(self, loaded: logic.LoadedVolume) -> None:
+        record, image = loaded.record, loaded.image
+        kwargs = image.geometry.to_layer_kwargs()
+        kwargs["metadata"] = {**kwargs["metadata"], "weakseg_volume": record.name,
+                              "weakseg_project": str(self.project.root)}
+        layer = self.viewer.add_image(image.data, name=record.name, colormap="gray",
+                                      units=("mm",) * image.data.ndim, **kwargs)
+        self.viewer.reset_view()
+        self.session.set_volume(record, layer, loaded)
+        self.refresh()
+        kinds = ", ".join(a.record.kind for a in loaded.annotations) or "no annotations yet"
+        self.status.setText(f"{record.name}: {record.shape[0]} slices of "
+                            f"{record.shape[1]}×{record.shape[2]}, spacing "
+                            f"{' × '.join(f'{s:.2f}' for s in record.spacing)} mm; {kinds}.")
+
+    def _open_row(self, row: int) -> None:
+        if 0 <= row < len(self.rows):
+            self.open_volume(self.rows[row].name)
+
+    def _open_selected(self) -> None:
+        name = self.selected_volume()
+        if name:
+            self.open_volume(name)
+
+    def _update_buttons(self) -> None:
+        has_project = self.project is not None
+        for button in (self.add_button, self.import_button, self.open_volume_button):
+            button.setEnabled(has_project)
+
+    def _ask_open(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a napari-weakseg project")
+        if path:
+            self.open_project(path)
+
+    def _ask_new(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        if path:
+            self.create_project(path)
+
+    def _ask_add(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add NIfTI images", "",
+                                                "NIfTI (*.nii *.nii.gz)")
+        if paths:
+            self.add_volumes(paths)
+
+    def _ask_import(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a folder (ACDC, nnU-Net, "
+                                                      "WSL4MIS or images/ + labels/)")
+        if path:
+            self.add_volumes([path])
+
+    # -- drag and drop -----------------------------------------------------------------
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event):
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.setDropAction(Qt.CopyAction)
+            event.accept()
+            self.add_volumes(paths)

@@ -1,0 +1,536 @@
+"""Train panel: method, start-from model, key hyper-parameters, device; Start / Cancel /
+Resume; progress in napari's activity dock, live loss and validation-Dice curves, it/s, ETA.
+
+Training runs in its own process (``training.runner.TrainingRun``); a reader thread turns
+its typed event stream into Qt-thread callbacks (``logic.training_stream``). A crash of
+the training process ends the stream with a ``failed`` event: the panel shows it as a
+napari error notification with the log path, and napari keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+
+from . import logic
+
+if TYPE_CHECKING:
+    import napari
+
+#: form field → (label, minimum, maximum, step); lr is a float field.
+HYPERPARAMETERS = {
+    "iterations": ("Iterations", 1, 10_000_000, 100),
+    "batch_size": ("Batch size", 1, 512, 1),
+    "size": ("Slice size (px)", 16, 1024, 16),
+    "base_width": ("U-Net width", 2, 256, 2),
+    "val_every": ("Validate every", 1, 1_000_000, 50),
+    "threads": ("CPU threads", 1, 256, 1),
+}
+
+
+class CurvePlot(QWidget):
+    """A small live line plot (QPainter): one polyline per named series, with a legend."""
+
+    def __init__(self, title: str, y_range: tuple[float, float] | None = None,
+                 log_y: bool = False):
+        super().__init__()
+        self.title = title
+        self.y_range = y_range
+        self.log_y = log_y
+        self.data = logic.CurveData()
+        self.colors: dict[str, QColor] = {}
+        self.setMinimumHeight(130)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+
+    def add_point(self, name: str, x: float, y: float, color=None) -> None:
+        if self.log_y and (y is None or y <= 0):
+            return
+        if name not in self.colors:
+            self.colors[name] = QColor(color) if isinstance(color, str) else (
+                QColor.fromRgbF(*color[:3]) if color is not None else
+                QColor.fromHsv((len(self.colors) * 97) % 360, 180, 255))
+        self.data.add(name, x, y)
+        self.update()
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.update()
+
+    @property
+    def series(self) -> dict[str, list[tuple[float, float]]]:
+        return self.data.series
+
+    def _ty(self, y: float) -> float:
+        return math.log10(y) if self.log_y else y
+
+    def paintEvent(self, event):
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        rect = QRectF(self.rect()).adjusted(44, 18, -8, -20)
+        painter.fillRect(self.rect(), QColor(38, 41, 48))
+        painter.setPen(QColor(200, 200, 200))
+        painter.drawText(QRectF(4, 0, self.width() - 8, 16),
+                         int(Qt.AlignLeft | Qt.AlignVCenter), self.title)
+        painter.setPen(QPen(QColor(110, 110, 120), 1))
+        painter.drawRect(rect)
+        bounds = self.data.bounds()
+        if bounds is None:
+            painter.setPen(QColor(150, 150, 150))
+            painter.drawText(rect, int(Qt.AlignCenter), "no data yet")
+            painter.end()
+            return
+        x0, x1, y0, y1 = bounds
+        if self.y_range is not None:
+            y0, y1 = self.y_range
+        else:
+            y0, y1 = self._ty(y0), self._ty(y1)
+        if x1 <= x0:
+            x1 = x0 + 1
+        if y1 <= y0:
+            y0, y1 = y0 - 0.5, y1 + 0.5
+
+        def point(x, y):
+            ty = (self._ty(y) - y0) / (y1 - y0)
+            return QPointF(rect.left() + (x - x0) / (x1 - x0) * rect.width(),
+                           rect.bottom() - min(max(ty, 0.0), 1.0) * rect.height())
+
+        painter.setPen(QColor(170, 170, 170))
+        label = (lambda v: f"{10 ** v:.3g}") if self.log_y else (lambda v: f"{v:.3g}")
+        painter.drawText(QRectF(0, rect.top() - 6, 42, 14), int(Qt.AlignRight), label(y1))
+        painter.drawText(QRectF(0, rect.bottom() - 8, 42, 14), int(Qt.AlignRight), label(y0))
+        painter.drawText(QRectF(rect.left(), rect.bottom() + 2, 80, 16), int(Qt.AlignLeft),
+                         f"{x0:g}")
+        painter.drawText(QRectF(rect.right() - 80, rect.bottom() + 2, 80, 16),
+                         int(Qt.AlignRight), f"{x1:g} it.")
+        legend_y = rect.top() + 4
+        for name, points in self.data.series.items():
+            color = self.colors.get(name, QColor("white"))
+            painter.setPen(QPen(color, 1.6))
+            if len(points) == 1:
+                painter.drawEllipse(point(*points[0]), 2.5, 2.5)
+            else:
+                path = QPainterPath(point(*points[0]))
+                for x, y in points[1:]:
+                    path.lineTo(point(x, y))
+                painter.drawPath(path)
+            painter.drawText(QRectF(rect.right() - 150, legend_y, 144, 14),
+                             int(Qt.AlignRight), f"{name} {points[-1][1]:.3g}")
+            legend_y += 14
+        painter.end()
+
+
+class TrainPanel(QWidget):
+    """Start, watch, cancel and resume training runs of the open project."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, session):
+        super().__init__()
+        self.viewer = viewer
+        self.session = session
+        self.handle: logic.RunHandle | None = None
+        self.last_result = None       # signals.RunEnded of the last run
+        self.last_event = None
+        self._task = None
+        self._progress = None
+        self._resume_dir: Path | None = None
+        self._choices: list[logic.MethodChoice] = []
+        self._kinds: set[str] = set()
+        self._methods_request = 0
+
+        self.method_combo = QComboBox()
+        self.method_info = QLabel("Open a project with annotations to see the methods.")
+        self.method_info.setWordWrap(True)
+        self.model_combo = QComboBox()
+        self.profile_combo = QComboBox()
+        for key, text in logic.PROFILE_LABELS.items():
+            self.profile_combo.addItem(text, key)
+        self.fields: dict[str, QSpinBox] = {}
+        for key, (_label, low, high, step) in HYPERPARAMETERS.items():
+            box = QSpinBox()
+            box.setRange(low, high)
+            box.setSingleStep(step)
+            self.fields[key] = box
+        self.lr_box = QDoubleSpinBox()
+        self.lr_box.setDecimals(5)
+        self.lr_box.setRange(0.0, 10.0)
+        self.lr_box.setSingleStep(0.001)
+        self.lr_box.setSpecialValueText("method default")
+        self.budget_box = QDoubleSpinBox()
+        self.budget_box.setRange(0.0, 100_000.0)
+        self.budget_box.setSuffix(" min")
+        self.budget_box.setSpecialValueText("no limit")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu"])
+        self.start_button = QPushButton("Start")
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_button = QPushButton("Resume")
+        self.progress_label = QLabel("")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.loss_plot = CurvePlot("Training loss", log_y=True)
+        self.dice_plot = CurvePlot("Validation Dice", y_range=(0.0, 1.0))
+
+        form = QFormLayout()
+        form.addRow("Method", self.method_combo)
+        form.addRow("", self.method_info)
+        form.addRow("Start from", self.model_combo)
+        form.addRow("Profile", self.profile_combo)
+        params = QGroupBox("Hyper-parameters")
+        params_form = QFormLayout(params)
+        for key, (label, *_rest) in HYPERPARAMETERS.items():
+            params_form.addRow(label, self.fields[key])
+        params_form.addRow("Learning rate", self.lr_box)
+        params_form.addRow("Time budget", self.budget_box)
+        params_form.addRow("Device", self.device_combo)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.cancel_button, self.resume_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(params)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.loss_plot)
+        layout.addWidget(self.dice_plot)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.set_profile("quick-cpu")
+        self.method_combo.currentIndexChanged.connect(self._show_method)
+        self.profile_combo.currentIndexChanged.connect(
+            lambda _i: self.set_profile(self.profile_combo.currentData()))
+        self.start_button.clicked.connect(lambda: self.start_training())
+        self.cancel_button.clicked.connect(self.cancel_training)
+        self.resume_button.clicked.connect(lambda: self.resume_training())
+        session.project_changed.connect(self._on_project)
+        session.annotations_changed.connect(lambda *_: self.refresh_methods())
+        session.models_changed.connect(self.refresh_models)
+        session.retrain_requested.connect(lambda path: self.start_training(init_model=path))
+        self.session.executor.run(logic.available_devices, on_done=self._set_devices,
+                                  on_error=lambda exc: None)
+        self._on_project(session.project)
+
+    # -- public API --------------------------------------------------------------------
+    @property
+    def methods(self) -> list[str]:
+        return [choice.id for choice in self._choices]
+
+    @property
+    def method(self) -> str | None:
+        return self.method_combo.currentData()
+
+    def set_method(self, method_id: str) -> None:
+        index = self.method_combo.findData(method_id)
+        if index < 0:
+            raise ValueError(f"method {method_id!r} is not offered (annotation kinds of the "
+                             f"project: {sorted(self._kinds)}); offered: {self.methods}")
+        self.method_combo.setCurrentIndex(index)
+
+    def set_profile(self, name: str) -> None:
+        """Fill the form with a profile's values (``paper`` or ``quick-cpu``)."""
+        from ..training.config import PROFILES
+
+        base = PROFILES[name]
+        index = self.profile_combo.findData(name)
+        if index != self.profile_combo.currentIndex():
+            self.profile_combo.blockSignals(True)
+            self.profile_combo.setCurrentIndex(index)
+            self.profile_combo.blockSignals(False)
+        values = {"iterations": base.iterations, "batch_size": base.batch_size,
+                  "size": base.size, "base_width": base.base_width,
+                  "val_every": base.val_every, "threads": logic.default_threads()}
+        self.set_hyperparameters(**values)
+        self.lr_box.setValue(0.0)
+        self.budget_box.setValue(0.0)
+        if base.device in [self.device_combo.itemText(i)
+                           for i in range(self.device_combo.count())]:
+            self.device_combo.setCurrentText(base.device)
+
+    def set_hyperparameters(self, **values) -> None:
+        """Set form fields: iterations, batch_size, size, base_width, val_every, threads,
+        lr (0 = the method's default), minutes (time budget), device."""
+        for key, value in values.items():
+            if key in self.fields:
+                self.fields[key].setValue(int(value))
+            elif key == "lr":
+                self.lr_box.setValue(float(value or 0.0))
+            elif key == "minutes":
+                self.budget_box.setValue(float(value or 0.0))
+            elif key == "device":
+                if self.device_combo.findText(value) < 0:
+                    self.device_combo.addItem(value)
+                self.device_combo.setCurrentText(value)
+            else:
+                raise KeyError(f"unknown hyper-parameter {key!r}")
+
+    def set_start_model(self, path: str | Path | None) -> None:
+        """Select the start-from model (``None`` = a new network)."""
+        for i in range(self.model_combo.count()):
+            choice = self.model_combo.itemData(i)
+            if (choice.path is None and path is None) or (
+                    choice.path is not None and path is not None
+                    and Path(choice.path).resolve() == Path(path).resolve()):
+                self.model_combo.setCurrentIndex(i)
+                return
+        self.model_combo.addItem(f"folder: {Path(path).name}",
+                                 logic.ModelChoice(str(path), Path(path), "folder"))
+        self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+
+    def config(self, init_model: str | Path | None = None):
+        """The :class:`TrainConfig` the form describes."""
+        choice = self.model_combo.currentData()
+        if init_model is None and choice is not None and choice.path is not None:
+            init_model = choice.path
+        values = {key: box.value() for key, box in self.fields.items()}
+        val_every = values.pop("val_every")
+        return logic.train_config(
+            self.profile_combo.currentData(), self.method, **values,
+            val_every=val_every, checkpoint_every=max(1, min(val_every, 200)),
+            lr=self.lr_box.value() or None, device=self.device_combo.currentText(),
+            max_seconds=self.budget_box.value() * 60 or None,
+            init_model=None if init_model is None else str(init_model))
+
+    @property
+    def progress_bar(self):
+        """The ``napari.utils.progress`` bar of the running run (activity dock), or None."""
+        return self._progress
+
+    @property
+    def is_running(self) -> bool:
+        return self.handle is not None
+
+    def start_training(self, init_model: str | Path | None = None):
+        """Start a run of the selected method (fine-tuning ``init_model`` when given)."""
+        from napari.utils.notifications import show_error
+
+        project = self.session.project
+        if self.is_running:
+            self.status.setText("A run is already going on.")
+            return None
+        if project is None or self.method is None:
+            self.status.setText("Open a project with annotations first.")
+            return None
+        if init_model is not None:
+            self.set_start_model(init_model)
+        try:
+            config = self.config(init_model)
+            handle = logic.start_run(project, config, val={"split": "val"})
+        except Exception as exc:
+            show_error(f"Training could not start: {exc}")
+            return None
+        source = f" from {Path(config.init_model).name}" if config.init_model else ""
+        self._begin(handle, f"Training {config.method}{source}")
+        return handle
+
+    def resume_training(self):
+        """Go on with the last cancelled/failed run from its checkpoint."""
+        from napari.utils.notifications import show_error
+
+        if self.is_running or self._resume_dir is None or self.session.project is None:
+            return None
+        try:
+            handle = logic.resume_run(self.session.project, self._resume_dir)
+        except Exception as exc:
+            show_error(f"Cannot resume {self._resume_dir}: {exc}")
+            return None
+        self._begin(handle, f"Resuming {handle.run_dir.name}", clear=False)
+        return handle
+
+    def cancel_training(self) -> None:
+        """Graceful stop after the current iteration (a checkpoint is kept)."""
+        if self.handle is not None:
+            self.handle.run.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling after the current iteration…")
+            self.session.training_state.emit("cancelling")
+
+    def shutdown(self, timeout: float = 20.0) -> None:
+        """Window closing: cancel a running run and wait (bounded) for its process."""
+        if self.handle is None:
+            return
+        run = self.handle.run
+        run.cancel()
+        try:
+            run.wait(timeout)
+        except Exception:
+            run.kill()
+
+    def refresh_methods(self) -> None:
+        """Offer the methods that learn from the project's annotation kinds."""
+        project = self.session.project
+        self._kinds = logic.project_kinds(project) if project is not None else set()
+        self._methods_request += 1
+        request = self._methods_request
+        if not self._kinds:
+            self._set_methods([])
+            return
+
+        def done(choices):
+            if request == self._methods_request:  # a newer request supersedes this one
+                self._set_methods(choices)
+
+        self.session.executor.run(logic.method_choices, self._kinds, on_done=done,
+                                  on_error=lambda exc: self.status.setText(str(exc)))
+
+    def refresh_models(self) -> None:
+        current = self.model_combo.currentData()
+        self.model_combo.clear()
+        for choice in logic.model_choices(self.session.project):
+            self.model_combo.addItem(choice.label, choice)
+        if current is not None and current.path is not None:
+            self.set_start_model(current.path)
+
+    # -- internals ---------------------------------------------------------------------
+    def _on_project(self, project) -> None:
+        self.refresh_methods()
+        self.refresh_models()
+        self._resume_dir = None
+        if project is not None:
+            record = logic.resumable_run(project)
+            if record is not None:
+                self._resume_dir = Path(record.out_dir)
+                self.status.setText(f"Run {self._resume_dir.name} ({record.status}) can be "
+                                    "resumed from its checkpoint.")
+        self._update_buttons()
+
+    def _set_methods(self, choices) -> None:
+        current = self.method
+        self._choices = list(choices)
+        self.method_combo.blockSignals(True)
+        self.method_combo.clear()
+        for choice in self._choices:
+            self.method_combo.addItem(choice.id, choice.id)
+            self.method_combo.setItemData(self.method_combo.count() - 1, choice.description,
+                                          Qt.ToolTipRole)
+        if current in self.methods:
+            self.method_combo.setCurrentIndex(self.methods.index(current))
+        self.method_combo.blockSignals(False)
+        self._show_method()
+        self._update_buttons()
+
+    def _set_devices(self, devices) -> None:
+        current = self.device_combo.currentText()
+        self.device_combo.clear()
+        self.device_combo.addItems(devices)
+        self.device_combo.setCurrentText(current if current in devices else "auto")
+
+    def _show_method(self, *_):
+        choice = next((c for c in self._choices if c.id == self.method), None)
+        if choice is None:
+            self.method_info.setText("No method fits: annotate (scribble, coarse, partial or "
+                                     "sparse) first." if self.session.project else
+                                     "Open a project with annotations to see the methods.")
+            return
+        self.method_info.setText(f"{choice.description}\nlearns from: {', '.join(choice.kinds)}"
+                                 f" · {choice.optimizer} lr {choice.lr:g}")
+        self.lr_box.setSpecialValueText(f"method default ({choice.lr:g})")
+
+    def _update_buttons(self) -> None:
+        running = self.is_running
+        self.start_button.setEnabled(not running and self.method is not None
+                                     and self.session.project is not None)
+        self.cancel_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and self._resume_dir is not None)
+
+    def _begin(self, handle, text: str, clear: bool = True) -> None:
+        self.handle = handle
+        self.last_result = None
+        if clear:
+            self.loss_plot.clear()
+            self.dice_plot.clear()
+        self.status.setText(text + "…")
+        self.progress_label.setText("starting the training process…")
+        self._update_buttons()
+        self.session.training_state.emit("running")
+        self._task = self.session.executor.stream(
+            logic.training_stream, handle, self.session.project.root,
+            on_item=self._on_event, on_error=self._on_stream_error)
+
+    def _on_event(self, event) -> None:
+        from .signals import RunEnded
+
+        if isinstance(event, RunEnded):
+            self._on_ended(event)
+            return
+        self.last_event = event
+        kind = event.type
+        if kind == "log":
+            self.progress_label.setText(event.message)
+        elif kind == "started":
+            self.handle.iterations = event.iterations
+            self.handle.start_iteration = event.start_iteration
+            self._open_progress(event.iterations, event.start_iteration, event.method)
+            self.status.setText(f"Training {event.method} on {event.device}: "
+                                f"{event.train_slices} slices, {event.val_volumes} validation "
+                                f"volume(s); iterations {event.start_iteration}→"
+                                f"{event.iterations}.")
+        elif kind == "progress":
+            total = event.losses.get("total")
+            self.loss_plot.add_point("total", event.iteration, total, "#ffb454")
+            self.progress_label.setText(
+                f"iteration {event.iteration}/{event.iterations} · {event.it_per_s:.2f} it/s · "
+                f"ETA {logic.format_eta(event.eta_s)} · loss {total:.4f}")
+            if self._progress is not None:
+                self._progress.update(max(0, event.iteration - self._progress.n))
+        elif kind == "validation":
+            project = self.session.project
+            colors = {c.name: c.color for c in project.schema.classes} if project else {}
+            for name, value in event.dice.items():
+                self.dice_plot.add_point(name, event.iteration, value, colors.get(name))
+            self.dice_plot.add_point("mean", event.iteration, event.mean_dice, "#ffffff")
+        elif kind == "finished":
+            self.progress_label.setText(f"{event.status} at iteration {event.iteration} in "
+                                        f"{event.seconds:.0f} s")
+
+    def _open_progress(self, total: int, start: int, method: str) -> None:
+        from napari.utils import progress
+
+        self._close_progress()
+        self._progress = progress(total=total, desc=f"WeakSeg: training {method}")
+        if start:
+            self._progress.update(start)
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def _on_ended(self, ended) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        self.handle = None
+        self.last_result = ended
+        self._close_progress()
+        self._resume_dir = ended.run_dir if ended.resumable else None
+        self.session.training_state.emit("idle")
+        if ended.status == "failed":
+            self.progress_label.setText("failed")
+            self.status.setText(f"Training failed: {ended.error}\nLog: {ended.log_path}")
+            show_error(f"WeakSeg training failed: {ended.error}\nLog: {ended.log_path}")
+        else:
+            text = f"Run {ended.run_dir.name}: {ended.status}."
+            if ended.model_name:
+                text += f" Model '{ended.model_name}' registered in the project."
+            if ended.resumable:
+                text += " Resume goes on from its checkpoint."
+            self.status.setText(text)
+            show_info(text)
+        if ended.model_path is not None:
+            self.refresh_models()
+            self.session.models_changed.emit()
+            self.session.set_model(ended.model_path)
+        self._update_buttons()
+
+    def _on_stream_error(self, exc) -> None:
+        from napari.utils.notifications import show_error
+
+        self.handle = None
+        self._close_progress()
+        self.session.training_state.emit("idle")
+        self._update_buttons()
+        show_error(f"WeakSeg: lost the training stream: {exc}")

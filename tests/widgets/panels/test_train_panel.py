@@ -1,0 +1,107 @@
+"""Train panel: methods offered, profiles, a run in the background process with live
+curves, cancel mid-run and resume, a crashing run reported without taking napari down."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from napari_weakseg.store import Project
+from napari_weakseg.widgets.main import WeakSegWidget
+from napari_weakseg.widgets.workers import SynchronousExecutor
+
+from .helpers import TINY, save_screenshot
+
+
+def _docked(make_napari_viewer, qtbot, executor=None):
+    viewer = make_napari_viewer(show=True)
+    widget = WeakSegWidget(viewer, executor=executor)
+    viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
+    viewer.window.resize(1500, 1000)
+    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    return viewer, widget
+
+
+@pytest.mark.parametrize("profile, iterations, size, width, batch", [
+    ("paper", 60000, 256, 16, 12),
+    ("quick-cpu", 600, 128, 8, 8),
+])
+def test_methods_follow_the_project_and_profiles_fill_the_form(make_napari_viewer, tiny_project,
+                                                               profile, iterations, size, width,
+                                                               batch):
+    viewer = make_napari_viewer()
+    widget = WeakSegWidget(viewer, executor=SynchronousExecutor())
+    train = widget.train_panel
+    assert not train.start_button.isEnabled()  # no project yet
+    widget.project_panel.open_project(tiny_project)
+    assert train.methods == ["effdnet", "pce"]  # the project has scribbles only
+    with pytest.raises(ValueError, match="not offered"):
+        train.set_method("refineseg")
+    train.set_method("pce")
+    assert "Partial cross-entropy" in train.method_info.text()
+    train.set_profile(profile)
+    config = train.config()
+    assert (config.method, config.iterations, config.size, config.base_width,
+            config.batch_size, config.lr) == ("pce", iterations, size, width, batch, None)
+    assert train.model_combo.currentData().source == "new"
+    assert train.start_button.isEnabled() and not train.cancel_button.isEnabled()
+
+
+def test_cancel_mid_run_then_resume(make_napari_viewer, tiny_project, qtbot, screenshot_dir):
+    viewer, widget = _docked(make_napari_viewer, qtbot)
+    widget.project_panel.open_project(tiny_project)
+    train = widget.train_panel
+    qtbot.waitUntil(lambda: bool(train.methods), timeout=30000)
+    train.set_method("pce")
+    train.set_hyperparameters(**{**TINY, "iterations": 100000, "val_every": 2})
+    widget.show_panel("Train")
+    assert train.start_training() is not None
+    assert train.cancel_button.isEnabled() and not train.start_button.isEnabled()
+    qtbot.waitUntil(lambda: len(train.loss_plot.series.get("total", [])) >= 3, timeout=60000)
+    assert train.progress_bar is not None and train.progress_bar.total == 100000
+    assert train.dice_plot.series.get("mean")
+    save_screenshot(viewer, screenshot_dir / "train_panel_running.png")
+    train.cancel_training()
+    qtbot.waitUntil(lambda: train.last_result is not None, timeout=60000)
+    first = train.last_result
+    assert first.status == "cancelled" and first.resumable
+    assert train.resume_button.isEnabled() and train.progress_bar is None
+    stopped_at = train.loss_plot.series["total"][-1][0]
+    with Project.open(tiny_project) as project:
+        assert project.run(first.run_id).status == "cancelled"
+        assert [m.name for m in project.models()] == [first.model_name]
+
+    handle = train.resume_training()
+    qtbot.waitUntil(lambda: handle.start_iteration > 0, timeout=60000)
+    assert handle.start_iteration >= stopped_at and handle.run_dir == first.run_dir
+    train.cancel_training()
+    qtbot.waitUntil(lambda: train.last_result is not None, timeout=60000)
+    assert train.last_result.status == "cancelled"
+    assert train.loss_plot.series["total"][-1][0] > stopped_at  # the curve went on
+
+
+def test_a_crashing_run_is_reported_and_napari_keeps_working(make_napari_viewer, tiny_project,
+                                                             qtbot, notifications,
+                                                             screenshot_dir):
+    viewer, widget = _docked(make_napari_viewer, qtbot)
+    widget.project_panel.open_project(tiny_project)
+    train = widget.train_panel
+    qtbot.waitUntil(lambda: bool(train.methods), timeout=30000)
+    shutil.rmtree(tiny_project / "images")  # the training process cannot read the data
+    train.set_hyperparameters(**TINY)
+    widget.show_panel("Train")
+    train.start_training()
+    qtbot.waitUntil(lambda: train.last_result is not None, timeout=60000)
+    ended = train.last_result
+    assert ended.status == "failed" and "missing" in ended.error
+    (message,) = [m for m in notifications.messages("error") if "training failed" in m]
+    assert ended.log_path in message and "Log:" in message
+    assert train.start_button.isEnabled() and not train.cancel_button.isEnabled()
+    with Project.open(tiny_project) as project:
+        assert project.run(ended.run_id).status == "failed"
+    # the viewer still works: add a layer, draw it
+    viewer.add_image(np.random.default_rng(0).random((32, 32)), name="still alive")
+    shot = save_screenshot(viewer, screenshot_dir / "train_panel_failed.png")
+    assert shot[..., :3].std() > 10
