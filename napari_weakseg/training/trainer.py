@@ -48,8 +48,19 @@ def select_device(requested: str = "auto"):
     return device
 
 
-def poly_lr(base_lr: float, iteration: int, iterations: int, power: float = 0.9) -> float:
-    return base_lr * (1.0 - iteration / iterations) ** power
+def schedule_progress(iteration: int, iterations: int, elapsed_s: float = 0.0,
+                      max_seconds: float | None = None) -> float:
+    """Fraction of the schedule done: iterations, or the time budget when that runs out
+    first."""
+    progress = iteration / iterations
+    if max_seconds:
+        progress = max(progress, min(elapsed_s / max_seconds, 1.0))
+    return progress
+
+
+def poly_lr(base_lr: float, progress: float, power: float = 0.9) -> float:
+    """``base_lr · (1 − progress)^power`` (``progress`` in [0, 1])."""
+    return base_lr * (1.0 - progress) ** power
 
 
 @dataclass
@@ -198,7 +209,9 @@ class Trainer:
             if cfg.max_seconds is not None and time.time() - started > cfg.max_seconds:
                 status = "budget"
                 break
-            lr = poly_lr(base_lr, iteration, cfg.iterations, method.optimizer.poly_power)
+            progress = schedule_progress(iteration, cfg.iterations, time.time() - started,
+                                         cfg.max_seconds)
+            lr = poly_lr(base_lr, progress, method.optimizer.poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = to_tensors(dataset.batch(iteration, cfg.batch_size), device)
@@ -224,10 +237,13 @@ class Trainer:
                 raise FloatingPointError(f"loss became {float(out.total)} at iteration {done}")
             if now - last_emit > 0.25 or done == cfg.iterations:
                 rate = timer_iters / max(now - timer_start, 1e-9)
+                eta = (cfg.iterations - done) / max(rate, 1e-9)
+                if cfg.max_seconds:
+                    eta = min(eta, max(cfg.max_seconds - (now - started), 0.0))
                 self.emit(Progress(iteration=done, iterations=cfg.iterations,
                                    losses={"total": float(out.total.detach()), **out.terms},
                                    lr=lr, it_per_s=rate,
-                                   eta_s=(cfg.iterations - done) / max(rate, 1e-9)))
+                                   eta_s=eta))
                 last_emit = now
             if self.rank == 0 and (done % cfg.val_every == 0 or done == cfg.iterations):
                 best = self._validate_and_keep_best(net, device, done, best, history,

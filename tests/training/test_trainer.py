@@ -17,7 +17,7 @@ from napari_weakseg.training.config import TrainConfig
 from napari_weakseg.training.events import Checkpoint, Finished, Progress, Started, parse_event
 from napari_weakseg.training.runner import TrainingRun
 from napari_weakseg.training.sources import synthetic_data
-from napari_weakseg.training.trainer import Trainer, poly_lr
+from napari_weakseg.training.trainer import Trainer, poly_lr, schedule_progress
 
 SOURCE = {"kind": "synthetic", "subjects": 2, "val_subjects": 1, "shape": [4, 32, 32]}
 
@@ -83,9 +83,19 @@ def test_events_and_model_folder(tmp_path, data):
     assert "| mean |" in card and "pce" in card
 
 
+@pytest.mark.parametrize("iteration, elapsed, budget, expected", [
+    (0, 0.0, None, 0.0), (50, 999.0, None, 0.5),      # no budget: iterations only
+    (50, 10.0, 100.0, 0.5), (10, 60.0, 100.0, 0.6),   # whichever is further along
+    (10, 500.0, 100.0, 1.0),                          # budget spent
+])
+def test_schedule_progress(iteration, elapsed, budget, expected):
+    assert schedule_progress(iteration, 100, elapsed, budget) == pytest.approx(expected)
+
+
 def test_poly_schedule():
-    assert poly_lr(0.01, 0, 100) == 0.01
-    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 0.0) == 0.01
+    assert poly_lr(0.01, 0.5) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 1.0) == 0.0
 
 
 def test_wrong_architecture_checkpoint_is_refused(tmp_path, data):
