@@ -6,7 +6,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 
@@ -115,15 +114,13 @@ class EventPrinter:
 def run_train(args: argparse.Namespace) -> int:
     from ..store import Project
     from ..training.config import TrainConfig, profile
-    from ..training.runner import TrainingRun
+    from ..training.project_runs import finalise_run, resume_run, start_run
 
-    project = Project.open(args.project)
-    try:
+    with Project.open(args.project) as project:
         if args.resume:
             if not args.run_dir:
                 raise ValueError("--resume needs --run-dir")
-            run = TrainingRun(args.run_dir)
-            run_id = None
+            handle = resume_run(project, args.run_dir)
         else:
             overrides = {k: v for k, v in {
                 "iterations": args.iterations, "batch_size": args.batch_size,
@@ -134,50 +131,34 @@ def run_train(args: argparse.Namespace) -> int:
             options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
             config: TrainConfig = profile(args.profile, method=args.method,
                                           method_options=options, **overrides)
-            run_dir = args.run_dir or (args.project / "runs" /
-                                       f"{time.strftime('%Y%m%d-%H%M%S')}-{args.method}")
-            source = {"kind": "project", "path": str(args.project.resolve()),
+            source = {"kind": "project", "path": str(project.root.resolve()),
                       "ground_truth_as_training": args.ground_truth}
             if args.val:
                 source["val"] = _tag_filter(args.val)
-            run = TrainingRun(run_dir, config, source)
-            run_id = project.create_run(args.method, config.to_dict(), device=config.device,
-                                        out_dir=run_dir,
-                                        log_path=Path(run_dir) / "events.jsonl").id
-    finally:
-        project.close()
-    run.start()
+            handle = start_run(project, config, source=source, run_dir=args.run_dir)
     final = None
     print_event = EventPrinter()
-    try:
-        for event in run.events():
+
+    def follow():
+        nonlocal final
+        for event in handle.run.events():
             print_event(event)
             if event.type in ("finished", "failed"):
                 final = event
+
+    try:
+        follow()
     except KeyboardInterrupt:
-        print("\ncancelling: the run saves a checkpoint (resume with --resume --run-dir "
-              f"{run.run_dir})", flush=True)
-        run.cancel()
-        for event in run.events():
-            print_event(event)
-            if event.type in ("finished", "failed"):
-                final = event
-    ok = final is not None and final.type == "finished"
-    if ok:
-        _copy_model(Path(final.model_dir), args.out)
-        print(f"model folder: {args.out}")
-    project = Project.open(args.project)
-    try:
-        if run_id is not None:
-            status = {"budget": "completed"}.get(final.status, final.status) if ok else "failed"
-            project.update_run(run_id, status=status,
-                               metrics={"best_mean_dice": getattr(final, "best_mean_dice", None)})
-        if ok:
-            project.register_model(args.out.name, args.out, method=args.method, run_id=run_id,
-                                   metrics={"best_mean_dice": final.best_mean_dice})
-    finally:
-        project.close()
-    return 0 if ok else 1
+        print("\ncancelling: the run saves a checkpoint (go on with --resume --run-dir "
+              f"{handle.run_dir})", flush=True)
+        handle.run.cancel()
+        follow()
+    outcome = finalise_run(args.project, handle, final)
+    if outcome.model_path is None:
+        return 1
+    _copy_model(outcome.model_path, args.out)
+    print(f"model folder: {args.out} (registered in the project as {outcome.model_name})")
+    return 0
 
 
 def _copy_model(source: Path, target: Path) -> None:

@@ -11,16 +11,25 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shutil
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..training import project_runs
+from ..training.project_runs import (  # noqa: F401  (the panels' API)
+    RunHandle,
+    find_run_id,
+    finalise_run,
+    lower_priority,
+    resumable_run,
+    training_stream,
+)
 
 #: Annotation kinds offered for painting, with a one-line explanation.
 KINDS = {
@@ -491,153 +500,20 @@ def train_config(profile_name: str, method: str, **overrides):
 
 
 # -- training runs -------------------------------------------------------------------------
-@dataclass
-class RunHandle:
-    """A started run: the engine's :class:`TrainingRun` and its row in the store."""
-
-    run: Any
-    run_id: int | None
-    run_dir: Path
-    model_name: str
-    iterations: int
-    start_iteration: int = 0
-    method: str = ""
-
-
 #: Niceness added to a training process started from the GUI: on a busy CPU the viewer
 #: (and the user's other work) gets the cores first; training only loses idle-time slack.
 TRAINING_NICENESS = 10
 
 
-def lower_priority(pid: int, increment: int = TRAINING_NICENESS) -> bool:
-    """Lower a child process's CPU priority (POSIX; a no-op elsewhere)."""
-    if not hasattr(os, "setpriority"):
-        return False
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, pid)
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, current + increment))
-        return True
-    except OSError:
-        return False
-
-
-def start_run(project, config, *, val: Mapping[str, str] | None = None,
-              source: dict | None = None, extra_env: dict | None = None) -> RunHandle:
-    """Create the run folder and store row, and start the training process."""
-    from ..training.runner import TrainingRun
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = project.root / "runs" / f"{stamp}-{config.method}"
-    n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = project.root / "runs" / f"{stamp}-{config.method}-{n}"
-    if source is None:
-        source = {"kind": "project", "path": str(project.root)}
-        if val:
-            source["val"] = dict(val)
-    run = TrainingRun(run_dir, config, source)
-    run_id = project.create_run(config.method, config.to_dict(), device=config.device,
-                                out_dir=run_dir, log_path=run_dir / "worker.log").id
-    run.start(extra_env)
-    lower_priority(run.process.pid)
-    project.update_run(run_id, status="running")
-    return RunHandle(run, run_id, run_dir, run_dir.name, config.iterations, 0, config.method)
-
-
-def find_run_id(project, run_dir: str | os.PathLike) -> int | None:
-    target = str(Path(run_dir))
-    for record in reversed(project.runs()):
-        if record.out_dir == target:
-            return record.id
-    return None
+def start_run(project, config, **options) -> RunHandle:
+    """:func:`~napari_weakseg.training.project_runs.start_run` at lower CPU priority."""
+    return project_runs.start_run(project, config, nice=TRAINING_NICENESS, **options)
 
 
 def resume_run(project, run_dir: str | os.PathLike, extra_env: dict | None = None
                ) -> RunHandle:
-    """Go on with a cancelled or failed run from its last checkpoint."""
-    from ..training.runner import TrainingRun
-
-    run = TrainingRun(run_dir)
-    if not run.can_resume:
-        raise ValueError(f"{run_dir}: no checkpoint to resume from")
-    spec = json.loads((Path(run_dir) / "run.json").read_text())
-    run_id = find_run_id(project, run_dir)
-    run.start(extra_env)
-    lower_priority(run.process.pid)
-    if run_id is not None:
-        project.update_run(run_id, status="running")
-    return RunHandle(run, run_id, Path(run_dir), Path(run_dir).name,
-                     int(spec["config"]["iterations"]), 0, spec["config"]["method"])
-
-
-def resumable_run(project):
-    """The newest cancelled/failed run of the project with a checkpoint, or ``None``."""
-    for record in reversed(project.runs()):
-        if record.status in ("cancelled", "failed") and record.out_dir and \
-                (Path(record.out_dir) / "checkpoints" / "last.pt").exists():
-            return record
-    return None
-
-
-def training_stream(handle: RunHandle, project_root: str | os.PathLike) -> Iterator[Any]:
-    """The run's typed events as they arrive, then one :class:`RunEnded` (after the store
-    records the outcome and registers the model). Runs in a reader thread."""
-    final = None
-    for event in handle.run.events():
-        if event.type in ("finished", "failed"):
-            final = event
-        yield event
-    yield finalise_run(project_root, handle, final)
-
-
-def _unique_model_name(project, base: str) -> str:
-    existing = {m.name for m in project.models()}
-    name, n = base, 1
-    while name in existing or (project.root / "models" / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
-def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
-    """Record the outcome of a run; copy and register its model. → :class:`RunEnded`."""
-    from ..store import Project
-    from .signals import RunEnded
-
-    resumable = (handle.run_dir / "checkpoints" / "last.pt").exists()
-    project = Project.open(project_root)
-    try:
-        if final is None or final.type != "finished":
-            error = getattr(final, "error", "training ended without a final event")
-            log_path = getattr(final, "log_path", "") or str(handle.run_dir / "worker.log")
-            if handle.run_id is not None:
-                project.update_run(handle.run_id, status="failed", error=error)
-            return RunEnded(handle.run_id, handle.run_dir, "failed", error=error,
-                            log_path=log_path, resumable=resumable)
-        status = {"budget": "completed"}.get(final.status, final.status)
-        model_dir = Path(final.model_dir)
-        name = path = None
-        if (model_dir / "config.json").exists():
-            name = _unique_model_name(project, handle.model_name)
-            path = project.root / "models" / name
-            tmp = path.with_name(f".{name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(model_dir, tmp)
-            tmp.rename(path)
-            config = json.loads((model_dir / "config.json").read_text())
-            project.register_model(name, Path("models") / name, method=handle.method,
-                                   run_id=handle.run_id, config=config.get("training", {}),
-                                   metrics={"best_mean_dice": final.best_mean_dice,
-                                            "iteration": final.iteration})
-        if handle.run_id is not None:
-            project.update_run(handle.run_id, status=status,
-                               metrics={"best_mean_dice": final.best_mean_dice,
-                                        "iteration": final.iteration})
-        return RunEnded(handle.run_id, handle.run_dir, final.status, name, path,
-                        resumable=resumable and final.status in ("cancelled", "budget"))
-    finally:
-        project.close()
+    """:func:`~napari_weakseg.training.project_runs.resume_run` at lower CPU priority."""
+    return project_runs.resume_run(project, run_dir, extra_env, nice=TRAINING_NICENESS)
 
 
 def format_eta(seconds: float) -> str:

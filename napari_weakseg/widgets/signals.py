@@ -11,30 +11,16 @@ the reader thread once the run is recorded in the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from psygnal import Signal
 
+from ..training.project_runs import RunOutcome
 
-@dataclass(frozen=True)
-class RunEnded:
-    """The last message of a training stream, after the store was updated.
 
-    ``status``: ``completed``, ``cancelled``, ``budget`` or ``failed``. ``model_path``: the
-    registered model folder (``None`` when the run produced no model). ``resumable``: a
-    checkpoint exists, so Resume can go on with ``run_dir``.
-    """
-
-    run_id: int | None
-    run_dir: Path
-    status: str
-    model_name: str | None = None
-    model_path: Path | None = None
-    error: str | None = None
-    log_path: str | None = None
-    resumable: bool = False
+#: The last message of a training stream (after the store was updated).
+RunEnded = RunOutcome
 
 
 class Session:

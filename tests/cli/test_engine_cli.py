@@ -38,7 +38,9 @@ def test_train_predict_evaluate(project_dir, capsys):
     with Project.open(project_dir / "project") as project:
         (run,) = project.runs()
         assert run.status == "completed" and run.method == "pce"
-        assert [m.name for m in project.models()] == ["model"]
+        (registered,) = project.models()
+        assert registered.run_id == run.id
+        assert (project.root / registered.path / "config.json").exists()
 
     images = sorted((project_dir / "data" / "images").glob("synth001*.nii.gz"))
     assert main(["predict", str(model), *map(str, images), "--out",
