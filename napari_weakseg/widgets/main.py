@@ -58,6 +58,7 @@ class WeakSegWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
+        self.setMinimumWidth(430)  # the Train form and its buttons stay readable
         self.session.volume_changed.connect(self._on_volume)
         self.session.model_changed.connect(self._on_model)
         self.session.project_changed.connect(self._on_project)
