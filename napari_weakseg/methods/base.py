@@ -68,6 +68,8 @@ class Method:
     description: ClassVar[str] = ""
     kinds: ClassVar[frozenset[str]] = frozenset()
     optimizer: ClassVar[OptimizerSpec] = OptimizerSpec()
+    #: How training draws samples by default (see ``training/data.py``).
+    sampling: ClassVar[str] = "slices"
     #: Option names with their defaults; ``None`` = the subclass checks its own options.
     DEFAULTS: ClassVar[dict[str, Any] | None] = None
 

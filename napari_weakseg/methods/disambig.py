@@ -293,6 +293,7 @@ class SelfDisambiguation(Method):
 
     id = "disambig"
     description = "Self-disambiguation (CVPR'24): partial/sparse labels from several sources"
+    sampling = "hierarchical"  # class → modality → dataset → volume, as coded
     kinds = frozenset({"partial", "sparse", "dense"})
     optimizer = OptimizerSpec(name="adamw", lr=1e-3, weight_decay=1e-5, poly_power=0.9)
 

@@ -31,6 +31,7 @@ class TrainConfig:
     init_model: str | None = None
     method_options: dict = field(default_factory=dict)
     max_seconds: float | None = None
+    sampling: str | None = None
     half_precision_weights: bool = False
     flip_tta_validation: bool = False
 

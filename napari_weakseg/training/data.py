@@ -1,5 +1,10 @@
 """Training data: per-volume normalisation, slices at the training size, augmentation.
 
+Sampling (``sampling``): ``slices`` draws uniformly over all supervised slices (WSL4MIS);
+``uniform``, ``hierarchical`` and ``mdc`` draw a volume first (:mod:`.sampling`, the
+self-disambiguation paper's strategies over the volumes' ``dataset``/``modality`` tags and
+classes), then a slice in proportion to the drawn class's voxels.
+
 A :class:`TrainingVolume` holds one volume's image and its targets (the keys of
 ``methods/base.py`` in 3D: ``labels`` (Z,Y,X) int64 −1 unknown, ``annotated`` (Z,C) bool,
 ``valid`` (Z,Y,X) bool, optionally ``coarse_pos`` (P,Z,Y,X) and ``coarse_neg``
@@ -124,19 +129,40 @@ class SliceDataset:
     """
 
     def __init__(self, volumes: list[TrainingVolume], size: int | tuple[int, int], seed: int = 0,
-                 augment_data: bool = True, rank: int = 0):
+                 augment_data: bool = True, rank: int = 0, sampling: str = "slices"):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.seed = seed
         self.rank = rank
         self.augment_data = augment_data
         self.slices: list[dict[str, np.ndarray]] = []
         self.index: list[tuple[str, int]] = []
+        self.sampling = sampling
+        # per volume: its slices' positions in self.slices and their foreground voxel counts
+        self._volume_slices: dict[str, np.ndarray] = {}
+        self._class_counts: dict[str, np.ndarray] = {}
+        entries = []
         for volume in volumes:
-            for z in volume.supervised_slices():
+            zs = volume.supervised_slices()
+            first = len(self.slices)
+            for z in zs:
                 sample = {"image": resize_slice(volume.image[z], self.size, 1).astype(np.float32)}
                 sample.update(_slice_targets(volume, z, self.size))
                 self.slices.append(sample)
                 self.index.append((volume.name, z))
+            if not zs:
+                continue
+            labels = volume.targets["labels"][zs].reshape(len(zs), -1)
+            counts = np.stack([(labels == c).sum(1) for c in range(int(labels.max()) + 2)], 1) \
+                if labels.size and labels.max() >= 0 else np.zeros((len(zs), 1), int)
+            self._volume_slices[volume.name] = np.arange(first, len(self.slices))
+            self._class_counts[volume.name] = counts
+            classes = [c for c in range(1, counts.shape[1]) if counts[:, c].any()]
+            entries.append((volume.name, volume.tags, classes))
+        self._sampler = None
+        if sampling != "slices" and entries:
+            from .sampling import VolumeSampler
+
+            self._sampler = VolumeSampler(entries, sampling, seed=seed)
         if not self.slices:
             raise ValueError("no annotated slices to train on: every volume lacks annotations "
                              "of the kinds this method learns from")
@@ -149,9 +175,24 @@ class SliceDataset:
     def __len__(self) -> int:
         return len(self.slices)
 
+    def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Positions in ``self.slices``: uniform over slices, or volume → class → slice."""
+        if self._sampler is None:
+            return rng.integers(0, len(self.slices), size=n)
+        self._sampler.rng = rng  # the draws of an iteration depend on (seed, t, rank) only
+        picks = []
+        for _ in range(n):
+            draw = self._sampler.draw()
+            positions = self._volume_slices[draw.volume_id]
+            counts = self._class_counts[draw.volume_id]
+            column = counts[:, draw.category] if draw.category and \
+                draw.category < counts.shape[1] else None
+            picks.append(positions[self._sampler.choose_slice(len(positions), column)])
+        return np.asarray(picks)
+
     def batch(self, iteration: int, batch_size: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, iteration, self.rank])
-        picks = rng.integers(0, len(self.slices), size=batch_size)
+        picks = self._draw(rng, batch_size)
         samples = []
         for i in picks:
             sample = {k: v.copy() for k, v in self.slices[int(i)].items()}

@@ -189,7 +189,8 @@ class Trainer:
 
             model_for_step = DistributedDataParallel(
                 net, device_ids=[device.index] if device.type == "cuda" else None)
-        dataset = SliceDataset(self.train_volumes, cfg.size, seed=cfg.seed, rank=self.rank)
+        dataset = SliceDataset(self.train_volumes, cfg.size, seed=cfg.seed, rank=self.rank,
+                               sampling=cfg.sampling or method.sampling)
         use_amp = cfg.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
