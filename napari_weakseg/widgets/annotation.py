@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox,
                             QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGro
 from ..schema import LabelSchema, encode_class
 from . import logic
 from .logic import KINDS
+from .workers import WindowCloseFilter, install_on_window
 
 if TYPE_CHECKING:
     import napari
@@ -149,7 +150,7 @@ class AnnotationPanel(QWidget):
         self.session.project_changed.connect(self._on_project)
         self.session.volume_changed.connect(self._on_volume)
         self.session.annotations_changed.connect(self._on_store_changed)
-        self._close_filter = _CloseFilter(self.flush)
+        self._close_filter = WindowCloseFilter(lambda event: self.flush())
         self._refresh_images()
         self._sync_controls()
 
@@ -590,22 +591,4 @@ class AnnotationPanel(QWidget):
     # -- lifecycle ---------------------------------------------------------------------
     def showEvent(self, event):
         super().showEvent(event)
-        window = self.window()
-        if window is not None and window is not self:
-            window.installEventFilter(self._close_filter)
-
-
-class _CloseFilter(QObject):
-    """Saves pending edits when the napari window receives its close event."""
-
-    def __init__(self, callback):
-        super().__init__()
-        self._callback = callback
-
-    def eventFilter(self, obj, event):
-        if event.type() == QEvent.Close:
-            try:
-                self._callback()
-            except RuntimeError:  # widgets already deleted
-                pass
-        return False
+        install_on_window(self, self._close_filter)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QComboBox, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from .annotation import AnnotationPanel
@@ -19,6 +18,7 @@ from .project import ProjectPanel
 from .review import ReviewPanel
 from .signals import Session
 from .train import TrainPanel
+from .workers import WindowCloseFilter, install_on_window
 
 if TYPE_CHECKING:
     import napari
@@ -62,7 +62,7 @@ class WeakSegWidget(QWidget):
         self.session.volume_changed.connect(self._on_volume)
         self.session.model_changed.connect(self._on_model)
         self.session.project_changed.connect(self._on_project)
-        self._close_filter = _CloseFilter(self._on_window_close)
+        self._close_filter = WindowCloseFilter(self._on_window_close)
         self._closed = False
         from qtpy.QtWidgets import QApplication
 
@@ -145,23 +145,7 @@ class WeakSegWidget(QWidget):
 
     def showEvent(self, event):
         super().showEvent(event)
-        window = self.window()
-        if window is not None and window is not self:
-            window.installEventFilter(self._close_filter)
-
-
-class _CloseFilter(QObject):
-    def __init__(self, callback):
-        super().__init__()
-        self._callback = callback
-
-    def eventFilter(self, obj, event):
-        if event.type() == QEvent.Close:
-            try:
-                self._callback(event)
-            except RuntimeError:
-                pass
-        return False
+        install_on_window(self, self._close_filter)
 
 
 def _weak_call(obj, method: str):

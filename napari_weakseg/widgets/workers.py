@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from qtpy.QtCore import QEvent, QObject
+
 Callback = Callable[[Any], None] | None
 
 
@@ -142,3 +144,27 @@ class ThreadExecutor:
 
 
 __all__ = ["SynchronousExecutor", "Task", "TaskExecutor", "ThreadExecutor"]
+
+
+class WindowCloseFilter(QObject):
+    """Calls ``callback(event)`` when the window it is installed on receives its close
+    event (panels save pending edits there); widgets already deleted are ignored."""
+
+    def __init__(self, callback):
+        super().__init__()
+        self._callback = callback
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Close:
+            try:
+                self._callback(event)
+            except RuntimeError:  # widgets already deleted
+                pass
+        return False
+
+
+def install_on_window(widget, event_filter: QObject) -> None:
+    """Install ``event_filter`` on the top-level window holding ``widget`` (once shown)."""
+    window = widget.window()
+    if window is not None and window is not widget:
+        window.installEventFilter(event_filter)
