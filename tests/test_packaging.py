@@ -32,6 +32,9 @@ def test_wheel_contains_manifest_and_entry_points(wheel):
     assert "napari-weakseg = napari_weakseg:napari.yaml" in text
     assert "weakseg = napari_weakseg.cli:main" in text
     assert not any(n.startswith("tests/") for n in names)
+    zoo = [n for n in names if "/data/share/napari-weakseg/models/acdc-cine-pce/" in n]
+    assert sorted(n.rsplit("/", 1)[1] for n in zoo) == ["README.md", "config.json",
+                                                         "weights.pt"]
 
 
 def test_installed_wheel_passes_npe2_validation(wheel, tmp_path):

@@ -432,10 +432,16 @@ class ModelChoice:
 
 
 def zoo_dir() -> Path:
-    """The model zoo: ``$WEAKSEG_MODELS`` or the repository's ``models/`` folder."""
+    """The model zoo: ``$WEAKSEG_MODELS``, the repository's ``models/`` folder (source and
+    editable installs), else ``<prefix>/share/napari-weakseg/models`` (wheel installs)."""
+    import sys
+
     if os.environ.get(ZOO_ENV):
         return Path(os.environ[ZOO_ENV])
-    return Path(__file__).resolve().parents[2] / "models"
+    repository = Path(__file__).resolve().parents[2] / "models"
+    if repository.is_dir():
+        return repository
+    return Path(sys.prefix) / "share" / "napari-weakseg" / "models"
 
 
 def model_choices(project=None, zoo: str | os.PathLike | None = None) -> list[ModelChoice]:
