@@ -126,9 +126,10 @@ def main(argv=None) -> int:
         budget = args.minutes * 60
         # an upper bound: the schedule follows the time budget (TrainConfig.max_seconds)
         iterations = max(20, int(budget * 2.0 / step))
+        # about eight validations of the 20 volumes, never so often that they eat the budget
+        every = max(iterations // 16, 25)
         config = replace(config, iterations=iterations, max_seconds=budget,
-                         val_every=max(iterations // 16, 10),
-                         checkpoint_every=max(iterations // 16, 10))
+                         val_every=every, checkpoint_every=every)
         run_dir = args.out or Path("runs") / f"acdc-{args.method}-{int(time.time())}"
         print(f"{args.method}: {len(data.train)} train / {len(data.val)} val volumes loaded in "
               f"{load_s:.0f} s; step {step:.3f} s → {iterations} iterations in "
