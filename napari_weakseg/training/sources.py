@@ -158,8 +158,12 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
             targets = simulated_acdc_targets(truth, supervision, index, len(names))
         else:
             targets = dense_targets(truth, len(names))
+        dataset = "acdc"
+        if for_training and supervision.startswith("multisource"):
+            dataset = f"acdc-source{index % 3}"  # each simulated source is a dataset
         return TrainingVolume(case, normalise_intensity(image.data), targets, truth,
-                              image.geometry.spatial_spacing, {"dataset": "acdc"})
+                              image.geometry.spatial_spacing,
+                              {"dataset": dataset, "modality": "cine-MRI"})
 
     # one index per patient, so both frames of a patient come from the same source
     patients = sorted({c.split("_")[0] for c in splits["train"]})
