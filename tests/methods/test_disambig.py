@@ -15,26 +15,15 @@ from napari_weakseg.methods.disambig import (
     entropy_regulariser, self_disambiguation_loss, sparse_terms,
 )
 
-RTOL = 1e-5
+from .helpers import as_float, as_tensor, assert_close
 
-
-def _t(a):
-    return torch.from_numpy(np.asarray(a))
-
-
-def _f(value):
-    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _close(value, expected, rtol=RTOL, atol=1e-7):
-    assert _f(value) == pytest.approx(_f(expected), rel=rtol, abs=atol)
 
 
 # ----------------------------------------------------------------------------- partial oracle
 @pytest.fixture
 def partial(oracle):
     d = oracle("versatile_partial")
-    return d, _t(d["probs"]), _t(d["target"]), categories_to_mask(d["annotated_fg_categories"], 4)
+    return d, as_tensor(d["probs"]), as_tensor(d["target"]), categories_to_mask(d["annotated_fg_categories"], 4)
 
 
 @pytest.mark.parametrize("key", ["focal_ce", "dice", "entropy_reg", "total"])
@@ -44,7 +33,7 @@ def test_partial_oracle(partial, key, squeeze_depth):
     if squeeze_depth:  # the same data as 2D (B, C, H, W): the losses are dimension-agnostic
         probs, target = probs[:, :, 0], target[:, 0]
     out = self_disambiguation_loss(probs, target, ann)
-    _close(out[key], d[key])
+    assert_close(out[key], d[key])
 
 
 @pytest.mark.parametrize("sample", [0, 1, 2])
@@ -53,9 +42,9 @@ def test_partial_oracle_per_sample(partial, sample):
     sl = slice(sample, sample + 1)
     out = self_disambiguation_loss(probs[sl], target[sl], ann[sl])
     focal, reg, dice = d["per_sample_focal_reg_dice"][sample]
-    _close(out["focal_ce"], focal, atol=1e-12)
-    _close(out["entropy_reg"], reg)
-    _close(out["dice"], dice)
+    assert_close(out["focal_ce"], focal, atol=1e-12)
+    assert_close(out["entropy_reg"], reg)
+    assert_close(out["dice"], dice)
 
 
 def test_categories_to_mask():
@@ -89,8 +78,8 @@ def test_row_without_declaration_falls_back_to_present():
 @pytest.fixture
 def sparse(oracle):
     d = oracle("versatile_sparse")
-    axes = [_t(d[f"annotated_categories_{a}_axis"]) for a in "zyx"]
-    return d, _t(d["probs"]), _t(d["target"]), _t(d["mask"]), axes
+    axes = [as_tensor(d[f"annotated_categories_{a}_axis"]) for a in "zyx"]
+    return d, as_tensor(d["probs"]), as_tensor(d["target"]), as_tensor(d["mask"]), axes
 
 
 @pytest.mark.parametrize("use_axes", [True, False])
@@ -101,9 +90,9 @@ def test_sparse_oracle(sparse, use_axes, reference_bug, dice_key):
     out = self_disambiguation_loss(probs, target, sparse_mask=mask,
                                    annotated_per_axis=axes if use_axes else None,
                                    reference_bug=reference_bug)
-    _close(out["focal_ce"], d["focal_ce"])
-    _close(out["entropy_reg"], d["entropy_reg"])
-    _close(out["dice"], d[dice_key])
+    assert_close(out["focal_ce"], d["focal_ce"])
+    assert_close(out["entropy_reg"], d["entropy_reg"])
+    assert_close(out["dice"], d[dice_key])
     assert out["counted"].tolist() == [True, True]
 
 
@@ -123,8 +112,8 @@ def test_sparse_declared_empty_slice_is_kept():
     phi = torch.tensor([[False, False, True]])
     f_ref, _ = ambiguity_focal_ce(probs[:, :, 1], target[:, 1], phi)
     d_ref, _ = ambiguity_dice(probs[:, :, 1], target[:, 1], phi)
-    _close(f[0], f_ref[0])
-    _close(d[0], d_ref[0])
+    assert_close(f[0], f_ref[0])
+    assert_close(d[0], d_ref[0])
     _, _, counted_present = sparse_terms(probs, target, mask, None)
     assert counted_present.tolist() == [False]
 
@@ -143,7 +132,7 @@ HAND_TARGET = torch.tensor([[1, 0]])
 def test_focal_hand(declared, q_b):
     value, counted = ambiguity_focal_ce(HAND_PROBS, HAND_TARGET, torch.tensor([declared]))
     expected = (-(0.5 ** 2) * math.log(0.5) - (1 - q_b) ** 2 * math.log(q_b)) / 2
-    _close(value[0], expected)
+    assert_close(value[0], expected)
     assert counted.tolist() == [True]
 
 
@@ -151,11 +140,11 @@ def test_dice_hand():
     value, _ = ambiguity_dice(HAND_PROBS, HAND_TARGET, torch.tensor([[False, True, False]]))
     d1 = (2 * 0.5 + 1) / (2 * 0.5 + 0.1 + 0.5 + 1)          # class 1: TP .5, FP .1, FN .5
     d0 = (2 * 0.9 + 1) / (2 * 0.9 + 0.5 + 0.1 + 1)          # merged: pred (.5, .9), tgt (0, 1)
-    _close(value[0], 1 - (d0 + d1) / 2)
+    assert_close(value[0], 1 - (d0 + d1) / 2)
     bug, _ = ambiguity_dice(HAND_PROBS, HAND_TARGET, torch.tensor([[False, True, False]]),
                             merged_over_all=True)
     d0_bug = (2 * 1 + 1) / (2 * 1 + 1 + 0 + 1)               # merged pred ≡ 1
-    _close(bug[0], 1 - (d0_bug + d1) / 2)
+    assert_close(bug[0], 1 - (d0_bug + d1) / 2)
 
 
 @pytest.mark.parametrize("labelled, weight", [(True, 1.0), (False, 3.0)])
@@ -164,7 +153,7 @@ def test_entropy_hand(labelled, weight):
     target = torch.zeros(1, 3, 3, dtype=torch.long)
     if labelled:
         target[0, 1, 1] = 2
-    _close(entropy_regulariser(probs, target)[0], weight * math.log(4))
+    assert_close(entropy_regulariser(probs, target)[0], weight * math.log(4))
 
 
 def test_valid_mask_restricts_focal_and_dice():
@@ -178,9 +167,9 @@ def test_valid_mask_restricts_focal_and_dice():
     f_sub, _ = ambiguity_focal_ce(probs[:1, :, :2], target[:1, :2], ann[:1])
     d_sub, _ = ambiguity_dice(probs[:1, :, :2], target[:1, :2], ann[:1])
     assert out["counted"].tolist() == [True, False]
-    _close(out["focal_ce"], f_sub[0])
-    _close(out["dice"], d_sub[0])
-    _close(out["entropy_reg"], entropy_regulariser(probs, target).mean())
+    assert_close(out["focal_ce"], f_sub[0])
+    assert_close(out["dice"], d_sub[0])
+    assert_close(out["entropy_reg"], entropy_regulariser(probs, target).mean())
 
 
 def test_nothing_counted_gives_zero_with_graph():
@@ -188,7 +177,7 @@ def test_nothing_counted_gives_zero_with_graph():
     out = self_disambiguation_loss(torch.softmax(logits, 1),
                                    torch.zeros(1, 4, 4, dtype=torch.long),
                                    valid=torch.zeros(1, 4, 4, dtype=torch.bool))
-    assert _f(out["focal_ce"]) == 0.0 and _f(out["dice"]) == 0.0
+    assert as_float(out["focal_ce"]) == 0.0 and as_float(out["dice"]) == 0.0
     out["total"].backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
@@ -234,7 +223,7 @@ def test_method_loss_maps_batch_and_backpropagates(annotated_from):
     ann = batch["annotated"] if annotated_from == "declared" else None
     ref = self_disambiguation_loss(torch.softmax(logits, 1), batch["labels"].clamp(min=0), ann,
                                    valid=batch["valid"])
-    _close(out.total, ref["total"])
+    assert_close(out.total, ref["total"])
     assert set(out.terms) == {"focal_ce", "dice", "entropy_reg"}
     assert ref["counted"].tolist() == [True, True, False]
     out.total.backward()
@@ -246,7 +235,7 @@ def test_method_declared_differs_from_present():
     net, batch = TinyNet(), _batch()
     declared = SelfDisambiguation(4, 5).loss(net, batch, 0).total
     present = SelfDisambiguation(4, 5, annotated_from="present").loss(net, batch, 0).total
-    assert abs(_f(declared) - _f(present)) > 1e-4
+    assert abs(as_float(declared) - as_float(present)) > 1e-4
 
 
 def test_method_rejects_unknown_option():

@@ -16,19 +16,8 @@ from napari_weakseg.methods.refineseg import (
     identity_regulariser, negative_coarse_loss, positive_coarse_loss, uniform_complementary,
 )
 
-RTOL = 1e-5
+from .helpers import RTOL, as_float, as_tensor, assert_close
 
-
-def _t(a):
-    return torch.from_numpy(np.asarray(a))
-
-
-def _f(value):
-    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _close(value, expected, rtol=RTOL, atol=1e-7):
-    assert _f(value) == pytest.approx(_f(expected), rel=rtol, abs=atol)
 
 
 def _field(matrix, b=1, spatial=(2,)):
@@ -41,8 +30,8 @@ def _field(matrix, b=1, spatial=(2,)):
 @pytest.fixture
 def complementary(oracle):
     d = oracle("refineseg_ancestor_complementary_forward_loss")
-    logits = _t(d["logits_flat"]).reshape(2, 32, 32, 4).permute(0, 3, 1, 2)
-    label = _t(d["complementary_label"]).reshape(2, 32, 32)
+    logits = as_tensor(d["logits_flat"]).reshape(2, 32, 32, 4).permute(0, 3, 1, 2)
+    label = as_tensor(d["complementary_label"]).reshape(2, 32, 32)
     not_mask = F.one_hot(label, 4).permute(0, 3, 1, 2).bool()
     return d, torch.softmax(logits, 1), not_mask
 
@@ -53,8 +42,8 @@ def complementary(oracle):
 def test_complementary_forward_oracle(complementary, identity, multi, matrix):
     d, probs, not_mask = complementary
     a = None if identity == "none" else _field(torch.eye(4), 2, (32, 32))
-    m = None if matrix == "default" else _t(d["Q"]).float()
-    _close(negative_coarse_loss(probs, a, not_mask, m, multi=multi), d["loss"])
+    m = None if matrix == "default" else as_tensor(d["Q"]).float()
+    assert_close(negative_coarse_loss(probs, a, not_mask, m, multi=multi), d["loss"])
 
 
 def test_uniform_complementary_matches_oracle_Q(complementary):
@@ -70,22 +59,22 @@ def zhang(oracle):
 
 
 def test_column_normalisation_matches_ancestor(zhang):
-    a = column_stochastic(_t(zhang["cms_softplus"][0]), 4, "sum")        # (2, 4, 4, 32, 32)
+    a = column_stochastic(as_tensor(zhang["cms_softplus"][0]), 4, "sum")        # (2, 4, 4, 32, 32)
     np.testing.assert_allclose(a.permute(0, 3, 4, 1, 2).numpy(),
                                zhang["helper_annotator0_cm_normalised"], rtol=RTOL, atol=1e-7)
-    probs = torch.softmax(_t(zhang["pred_logits"]), 1)
+    probs = torch.softmax(as_tensor(zhang["pred_logits"]), 1)
     np.testing.assert_allclose(apply_transition(a, probs).numpy(),
                                zhang["helper_annotator0_noisy_prob"], rtol=RTOL, atol=1e-7)
-    _, ce, _ = positive_coarse_loss(probs, a, _t(zhang["labels"][0]))
-    _close(ce, zhang["helper_annotator0_nll_on_log_probs"])      # NLL of log(A·p), not CE-on-probs
+    _, ce, _ = positive_coarse_loss(probs, a, as_tensor(zhang["labels"][0]))
+    assert_close(ce, zhang["helper_annotator0_nll_on_log_probs"])      # NLL of log(A·p), not CE-on-probs
     assert abs(float(ce) - float(zhang["helper_annotator0_ce_on_probs"])) > 1e-2
 
 
 def test_ancestor_trace_regulariser_from_our_normalisation(zhang):
     """α Σ_annotators mean trace(Â) — checks the normalisation of both annotators' fields."""
-    traces = [column_stochastic(_t(zhang["cms_softplus"][i]), 4, "sum")
+    traces = [column_stochastic(as_tensor(zhang["cms_softplus"][i]), 4, "sum")
               .diagonal(dim1=1, dim2=2).sum(-1).mean() for i in range(2)]
-    _close(float(zhang["alpha"]) * sum(traces), zhang["regularisation"])
+    assert_close(float(zhang["alpha"]) * sum(traces), zhang["regularisation"])
 
 
 # ----------------------------------------------------------------------------- hand cases
@@ -104,18 +93,18 @@ HAND_CE = -(math.log(0.76) + math.log(0.59)) / 2
 def test_positive_hand(dice_mode, expected_dice):
     total, ce, dice = positive_coarse_loss(HAND_P, _field(HAND_A, 1, (3,)), HAND_Y,
                                            dice_mode=dice_mode, dice_smooth=0.0)
-    _close(ce, HAND_CE)
-    _close(dice, expected_dice)
-    _close(total, 0.6 * HAND_CE + 0.4 * expected_dice)
+    assert_close(ce, HAND_CE)
+    assert_close(dice, expected_dice)
+    assert_close(total, 0.6 * HAND_CE + 0.4 * expected_dice)
 
 
 def test_positive_mask_and_empty_region():
     mask = torch.tensor([[True, False, True]])                   # drop pixel 2
     _, ce, _ = positive_coarse_loss(HAND_P, _field(HAND_A, 1, (3,)), HAND_Y, mask=mask)
-    _close(ce, -math.log(0.76))
+    assert_close(ce, -math.log(0.76))
     p = HAND_P.clone().requires_grad_(True)
     total, _, _ = positive_coarse_loss(p, None, torch.full((1, 3), -1))
-    assert _f(total) == 0.0
+    assert as_float(total) == 0.0
     total.backward()                                             # graph kept
     assert p.grad is not None
 
@@ -138,7 +127,7 @@ def test_negative_hand(excluded, m, multi, expected):
     not_mask = torch.zeros(1, 3, 1, dtype=torch.bool)
     not_mask[0, excluded, 0] = True
     mm = None if m is None else torch.tensor(m)
-    _close(negative_coarse_loss(NEG_P, None, not_mask, mm, multi=multi), expected)
+    assert_close(negative_coarse_loss(NEG_P, None, not_mask, mm, multi=multi), expected)
 
 
 def test_negative_uses_transition_field():
@@ -146,14 +135,14 @@ def test_negative_uses_transition_field():
     swap = _field([[0, 1, 0], [1, 0, 0], [0, 0, 1]], 1, (1,))
     not0 = torch.zeros(1, 3, 1, dtype=torch.bool)
     not0[0, 0] = True
-    _close(negative_coarse_loss(NEG_P, swap, not0), -math.log(0.35))
+    assert_close(negative_coarse_loss(NEG_P, swap, not0), -math.log(0.35))
 
 
 @pytest.mark.parametrize("matrix, expected", [
     (HAND_A, 0.01 + 0.04 + 0.01 + 0.04), ([[1.0, 0.0], [0.0, 1.0]], 0.0),
     ([[0.0, 1.0], [1.0, 0.0]], 4.0)])
 def test_regulariser_hand(matrix, expected):
-    _close(identity_regulariser(_field(matrix, 2, (3, 2))), expected)
+    assert_close(identity_regulariser(_field(matrix, 2, (3, 2))), expected)
 
 
 # ----------------------------------------------------------------------------- A = I reduction
@@ -171,9 +160,9 @@ def test_identity_reduces_to_partial_ce_plus_dice(seed):
     dice = 1 - np.mean([2 * (p[:, k] * y[:, k]).sum() / (p[:, k] + y[:, k]).sum() for k in ks])
     for a in (None, _field(torch.eye(3), 2, (5, 5))):
         total, ce, d = positive_coarse_loss(probs, a, coarse, dice_smooth=0.0)
-        _close(ce, pce)
-        _close(d, dice)
-        _close(total, 0.6 * float(pce) + 0.4 * dice)
+        assert_close(ce, pce)
+        assert_close(d, dice)
+        assert_close(total, 0.6 * float(pce) + 0.4 * dice)
 
 
 # ----------------------------------------------------------------------------- heads
@@ -254,8 +243,8 @@ def test_method_total_matches_pure_functions():
         expected += 0.2 * identity_regulariser(a)
     expected += negative_coarse_loss(probs, method.aux.negative[0](feats),
                                      batch["coarse_neg"][:, 0])
-    _close(out.total, expected)
-    _close(out.terms["pos"] + out.terms["neg"] + 0.2 * out.terms["reg"], expected, rtol=1e-4)
+    assert_close(out.total, expected)
+    assert_close(out.terms["pos"] + out.terms["neg"] + 0.2 * out.terms["reg"], expected, rtol=1e-4)
 
 
 @pytest.mark.parametrize("preset, has_heads, neg_zero, reg_zero", [
@@ -273,13 +262,13 @@ def test_ablation_presets(preset, has_heads, neg_zero, reg_zero):
     assert bool(method.extra_modules()) == has_heads
     assert (out.terms["neg"] == 0.0) == neg_zero
     assert (out.terms["reg"] == 0.0) == reg_zero
-    _close(out.total, out.terms["pos"] + out.terms["neg"] + 0.2 * out.terms["reg"], rtol=1e-4)
+    assert_close(out.total, out.terms["pos"] + out.terms["neg"] + 0.2 * out.terms["reg"], rtol=1e-4)
     if not has_heads:  # A = I: exactly the pure terms without transition fields
         logits, _ = net(batch["image"])
         probs = torch.softmax(logits, 1)
         expected = positive_coarse_loss(probs, None, batch["coarse_pos"][:, 0])[0] + \
             negative_coarse_loss(probs, None, batch["coarse_neg"][:, 0])
-        _close(out.total, expected)
+        assert_close(out.total, expected)
 
 
 def test_explicit_option_overrides_preset():
