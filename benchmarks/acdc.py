@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/acdc.py pce --supervision coarse --minutes 10
     .venv/bin/python benchmarks/acdc.py disambig --minutes 10      # multisource labels
     .venv/bin/python benchmarks/acdc.py full --supervision multisource-naive --minutes 10
+    .venv/bin/python benchmarks/acdc.py disambig --sampling uniform --minutes 5
+    .venv/bin/python benchmarks/acdc.py disambig --supervision sparse-0.2 --minutes 5
 
 Data: ``../shared/data/acdc`` — the train split's real manual scribbles (``pce``,
 ``effdnet``), dense labels (``full``), or weak labels simulated from them (``refineseg``:
@@ -96,15 +98,19 @@ def main(argv=None) -> int:
                         help="also report scores after keeping each class's largest 3D component")
     parser.add_argument("--evaluate", type=Path, metavar="RUN_DIR",
                         help="only evaluate RUN_DIR/model (no training)")
-    parser.add_argument("--supervision", help="scribble, dense, coarse, multisource, "
-                        "multisource-naive (default: by method)")
+    parser.add_argument("--supervision", help="scribble, dense, coarse, coarse-full, "
+                        "multisource, multisource-naive, multisource-partial, sparse-FRACTION "
+                        "(default: by method)")
+    parser.add_argument("--sampling", choices=["slices", "uniform", "mdc", "hierarchical"],
+                        help="how training draws slices (default: the method's)")
     args = parser.parse_args(argv)
     if not (args.acdc / "splits.json").exists():
         print(f"ACDC data not found at {args.acdc}", file=sys.stderr)
         return 2
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     overrides = {k: v for k, v in {"size": args.size, "base_width": args.width,
-                                   "batch_size": args.batch, "threads": args.threads}.items()
+                                   "batch_size": args.batch, "threads": args.threads,
+                                   "sampling": args.sampling}.items()
                  if v is not None}
     config = profile(args.profile, method=args.method, device=args.device,
                      method_options=options, **overrides)
@@ -152,7 +158,9 @@ def main(argv=None) -> int:
         suffix = "_lcc" if largest else ""
         write_json(run_dir / f"val_metrics{suffix}.json", results, summary)
         write_csv(run_dir / f"val_metrics{suffix}.csv", results, summary)
-        print(f"\n### {args.method} ({supervision}){label} on ACDC val ({len(data.val)} "
+        extras = "".join(f", {o}" for o in args.option) + \
+            (f", sampling {args.sampling}" if args.sampling else "")
+        print(f"\n### {args.method} ({supervision}{extras}){label} on ACDC val ({len(data.val)} "
               f"volumes), {budget_text}, {iterations} iterations, {config.size}², width "
               f"{config.base_width}, batch {config.batch_size}\n")
         print("| class | Dice | HD95 (mm) | ASSD (mm) |")

@@ -218,6 +218,7 @@ def self_disambiguation_loss(probs, target, annotated=None, *, valid=None, spars
                              is_sparse=None, annotated_per_axis: Sequence | None = None,
                              gamma: float = GAMMA, eps: float = EPS, smooth: float = SMOOTH,
                              unlabelled_weight: float = UNLABELLED_WEIGHT,
+                             entropy_weight: float = 1.0,
                              reference_bug: bool = False) -> dict[str, torch.Tensor]:
     """Focal CE + Dice + entropy regulariser of a batch of partial and/or sparse samples.
 
@@ -225,7 +226,8 @@ def self_disambiguation_loss(probs, target, annotated=None, *, valid=None, spars
     all samples when only ``sparse_mask`` is given) use ``sparse_mask`` and
     ``annotated_per_axis`` (see :func:`sparse_terms`). Batch focal CE / Dice = mean over the
     samples that count (0 when none); entropy = Σ over all B samples / B. Returns scalars
-    ``focal_ce``, ``dice``, ``entropy_reg``, ``total`` (= their sum, weights 1, 1, 1) and the
+    ``focal_ce``, ``dice``, ``entropy_reg``, ``total`` (= focal CE + Dice + ``entropy_weight``
+    × entropy; 1, 1, 1 as coded, ``entropy_weight`` 0 = the regulariser ablation) and the
     per-sample ``focal_per_sample``, ``dice_per_sample``, ``entropy_per_sample``, ``counted``.
     """
     b = probs.shape[0]
@@ -250,7 +252,7 @@ def self_disambiguation_loss(probs, target, annotated=None, *, valid=None, spars
         "focal_per_sample": focal, "dice_per_sample": dice, "entropy_per_sample": ent,
         "counted": counted,
     }
-    out["total"] = out["focal_ce"] + out["dice"] + out["entropy_reg"]
+    out["total"] = out["focal_ce"] + out["dice"] + entropy_weight * out["entropy_reg"]
     return out
 
 
@@ -268,7 +270,8 @@ class SelfDisambiguation(Method):
 
     Options: ``annotated_from`` "declared" (default; rows declaring nothing fall back to the
     labels present) | "present" (the reference code's rule); ``gamma``, ``eps``, ``smooth``,
-    ``unlabelled_weight``. AdamW lr 1e-3, wd 1e-5, poly 0.9 (the reference code: lr decayed
+    ``unlabelled_weight``, ``entropy_weight`` (1; 0 drops the regulariser — the paper's
+    ablation). AdamW lr 1e-3, wd 1e-5, poly 0.9 (the reference code: lr decayed
     per epoch; the engine decays per iteration).
 
     Code vs paper (methods-as-coded §3.8) and what we do:
@@ -307,6 +310,11 @@ class SelfDisambiguation(Method):
         self.eps = float(options.get("eps", EPS))
         self.smooth = float(options.get("smooth", SMOOTH))
         self.unlabelled_weight = float(options.get("unlabelled_weight", UNLABELLED_WEIGHT))
+        self.entropy_weight = float(options.get("entropy_weight", 1.0))
+        unknown = set(options) - {"annotated_from", "gamma", "eps", "smooth",
+                                  "unlabelled_weight", "entropy_weight"}
+        if unknown:
+            raise ValueError(f"unknown options for 'disambig': {sorted(unknown)}")
 
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, _ = net(batch["image"])
@@ -315,6 +323,7 @@ class SelfDisambiguation(Method):
         annotated = batch.get("annotated") if self.annotated_from == "declared" else None
         out = self_disambiguation_loss(
             probs, target, annotated, valid=batch.get("valid"), gamma=self.gamma,
-            eps=self.eps, smooth=self.smooth, unlabelled_weight=self.unlabelled_weight)
+            eps=self.eps, smooth=self.smooth, unlabelled_weight=self.unlabelled_weight,
+            entropy_weight=self.entropy_weight)
         terms = {k: float(out[k].detach()) for k in ("focal_ce", "dice", "entropy_reg")}
         return LossOutput(total=out["total"], terms=terms)

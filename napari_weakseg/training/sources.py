@@ -75,7 +75,23 @@ def synthetic_data(subjects: int = 4, val_subjects: int = 1, seed: int = 0,
                         f"({supervision}), {val_subjects} validation subjects, seed {seed}")
 
 
-ACDC_SUPERVISION = ("scribble", "dense", "coarse", "multisource", "multisource-naive")
+ACDC_SUPERVISION = ("scribble", "dense", "coarse", "coarse-full", "multisource", "multisource-naive",
+                    "multisource-partial", "sparse-FRACTION")
+
+
+def check_acdc_supervision(supervision: str) -> None:
+    """Raise a ValueError naming the accepted values unless ``supervision`` is one."""
+    if supervision in ACDC_SUPERVISION[:-1]:
+        return
+    if supervision.startswith("sparse-"):
+        try:
+            fraction = float(supervision.split("-", 1)[1])
+        except ValueError:
+            fraction = -1.0
+        if 0 < fraction <= 1:
+            return
+    raise ValueError(f"ACDC supervision must be one of {ACDC_SUPERVISION} "
+                     f"(FRACTION in (0, 1]), got {supervision!r}")
 
 
 def simulated_acdc_targets(truth: np.ndarray, supervision: str, index: int,
@@ -84,31 +100,43 @@ def simulated_acdc_targets(truth: np.ndarray, supervision: str, index: int,
 
     ``coarse`` (RefineSeg protocol): positive masks = per-class erosion of RV/MYO/LV by the
     Morpho-MNIST rule plus background eroded by 4 px; negative masks = "not c" outside a
-    3-px dilation of each class. ``multisource``: three sources by volume index — source 0
-    annotates LV + MYO (partial), source 1 RV only (partial), source 2 every class on 20 % of
-    the slices (sparse); declarations recorded. ``multisource-naive``: the same labels read
+    3-px dilation of each class. ``coarse-full``: the same, but the positive map labels every
+    pixel — the eroded RV/MYO/LV and background everywhere else, so the rim between an eroded
+    mask and the true boundary is *mislabelled* background (the systematic under-segmentation
+    an annotation head is meant to model; Zhang'20's eroded-label setting).
+    ``multisource``: three sources by volume index — source 0 annotates LV + MYO (partial),
+    source 1 RV only (partial), source 2 every class on 20 % of the slices (sparse);
+    declarations recorded. ``multisource-naive``: the same labels read
     as if every unannotated voxel were background (the naive baseline).
+    ``multisource-partial``: sources 0 and 1 only (:func:`acdc_data` drops source 2's
+    volumes) — "partial alone" against the mixed partial + sparse set. ``sparse-F``: every
+    volume annotated with all classes on a random fraction F of its slices (seeded by the
+    volume index; ``sparse-1.0`` = every slice).
     """
     from ..weak.simulate import simulate, simulate_coarse_neg, simulate_coarse_pos
     from ..weak.targets import SimpleAnnotation, build_targets
 
     shape = truth.shape
-    if supervision == "coarse":
+    if supervision in ("coarse", "coarse-full"):
         foreground = simulate_coarse_pos(truth, num_classes, classes=[1, 2, 3])
-        background = simulate_coarse_pos(truth, num_classes, classes=[0], radius=4)
+        background = simulate_coarse_pos(truth, num_classes, classes=[0], radius=4) \
+            if supervision == "coarse" else np.uint8(1)  # encoded background
         positive = np.where(foreground > 0, foreground, background)
         negative = simulate_coarse_neg(truth, num_classes)
         annotations = [SimpleAnnotation("coarse_pos", positive),
                        SimpleAnnotation("coarse_neg", negative)]
         return build_targets(annotations, num_classes, shape).as_dict()
     source = index % 3
-    if source == 0:
+    if supervision.startswith("sparse-"):
+        sim = simulate("sparse", truth, num_classes, fraction=float(supervision[7:]), seed=index)
+        supervision = "multisource"
+    elif source == 0:
         sim = simulate("partial", truth, num_classes, keep=[2, 3])
     elif source == 1:
         sim = simulate("partial", truth, num_classes, keep=[1])
     else:
         sim = simulate("sparse", truth, num_classes, fraction=0.2, seed=index)
-    if supervision == "multisource":
+    if supervision in ("multisource", "multisource-partial"):
         annotation = SimpleAnnotation(sim.kind, sim.data, declared_classes=sim.declared_classes,
                                       declared_slices=sim.declared_slices)
         return build_targets([annotation], num_classes, shape).as_dict()
@@ -143,9 +171,7 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
         raise FileNotFoundError(f"{splits_path}: ACDC splits file not found")
     splits = json.loads(splits_path.read_text())
     names = LabelSchema.cardiac().names
-    if supervision not in ACDC_SUPERVISION:
-        raise ValueError(f"ACDC supervision must be one of {ACDC_SUPERVISION}, "
-                         f"got {supervision!r}")
+    check_acdc_supervision(supervision)
 
     def load(case: str, for_training: bool, index: int = 0) -> TrainingVolume:
         image = read_volume(root / "images" / f"{case}.nii.gz")
@@ -167,7 +193,10 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
 
     # one index per patient, so both frames of a patient come from the same source
     patients = sorted({c.split("_")[0] for c in splits["train"]})
-    train = [load(c, True, patients.index(c.split("_")[0])) for c in splits["train"][:limit]]
+    train_cases = splits["train"][:limit]
+    if supervision == "multisource-partial":  # the partial sources alone (no sparse source)
+        train_cases = [c for c in train_cases if patients.index(c.split("_")[0]) % 3 != 2]
+    train = [load(c, True, patients.index(c.split("_")[0])) for c in train_cases]
     val = [load(c, False) for c in splits["val"][:val_limit]]
     return TrainingData(train, val, names,
                         f"ACDC train split ({len(train)} volumes, "

@@ -238,6 +238,17 @@ def test_method_declared_differs_from_present():
     assert abs(as_float(declared) - as_float(present)) > 1e-4
 
 
-def test_method_rejects_unknown_option():
+@pytest.mark.parametrize("options", [{"annotated_from": "guess"}, {"entropy_wieght": 0.0}])
+def test_method_rejects_unknown_option(options):
     with pytest.raises(ValueError):
-        SelfDisambiguation(4, annotated_from="guess")
+        SelfDisambiguation(4, **options)
+
+
+@pytest.mark.parametrize("entropy_weight", [0.0, 0.5, 1.0])
+def test_entropy_weight_scales_only_the_regulariser(entropy_weight):
+    torch.manual_seed(0)
+    net, batch = TinyNet(), _batch()
+    out = SelfDisambiguation(4, 5, entropy_weight=entropy_weight).loss(net, batch, 0)
+    expected = out.terms["focal_ce"] + out.terms["dice"] + entropy_weight * out.terms["entropy_reg"]
+    assert out.terms["entropy_reg"] > 0.1
+    assert_close(out.total, expected)
