@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, help="training seed (default: the profile's)")
     parser.add_argument("--option", action="append", default=[],
                         help="method option KEY=VALUE (JSON value), repeatable")
     parser.add_argument("--acdc", type=Path, default=DEFAULT_ACDC)
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     overrides = {k: v for k, v in {"size": args.size, "base_width": args.width,
                                    "batch_size": args.batch, "threads": args.threads,
-                                   "sampling": args.sampling}.items()
+                                   "sampling": args.sampling, "seed": args.seed}.items()
                  if v is not None}
     config = profile(args.profile, method=args.method, device=args.device,
                      method_options=options, **overrides)
@@ -159,7 +160,8 @@ def main(argv=None) -> int:
         write_json(run_dir / f"val_metrics{suffix}.json", results, summary)
         write_csv(run_dir / f"val_metrics{suffix}.csv", results, summary)
         extras = "".join(f", {o}" for o in args.option) + \
-            (f", sampling {args.sampling}" if args.sampling else "")
+            (f", sampling {args.sampling}" if args.sampling else "") + \
+            (f", seed {args.seed}" if args.seed is not None else "")
         print(f"\n### {args.method} ({supervision}{extras}){label} on ACDC val ({len(data.val)} "
               f"volumes), {budget_text}, {iterations} iterations, {config.size}², width "
               f"{config.base_width}, batch {config.batch_size}\n")
