@@ -16,7 +16,10 @@ coarse +/−, ``disambig``: three partial/sparse sources; ``--supervision`` over
 3D per-class Dice, HD95 and ASSD in mm on each volume's own grid. The poly
 schedule follows the wall-clock budget (the iteration count is an upper bound from a
 measured step time), so the learning rate reaches zero as the budget ends.
-Prints a Markdown table; ``--out`` keeps the model folder (usable by ``weakseg predict``).
+Prints a Markdown table; ``--out`` keeps the model folder (usable by ``weakseg predict``);
+``benchmarks/acdc_table.py`` puts several runs in one table. The quick-cpu profile drops
+EFFDNet's FADC and the self-disambiguation regulariser (``--option use_fadc=true`` /
+``entropy_weight=1`` restore them); results and the papers' claims: ``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def main(argv=None) -> int:
         suffix = "_lcc" if largest else ""
         write_json(run_dir / f"val_metrics{suffix}.json", results, summary)
         write_csv(run_dir / f"val_metrics{suffix}.csv", results, summary)
-        extras = "".join(f", {o}" for o in args.option) + \
+        extras = "".join(f", {k}={json.dumps(v)}" for k, v in config.method_options.items()) + \
             (f", sampling {args.sampling}" if args.sampling else "") + \
             (f", seed {args.seed}" if args.seed is not None else "")
         print(f"\n### {args.method} ({supervision}{extras}){label} on ACDC val ({len(data.val)} "

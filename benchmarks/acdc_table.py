@@ -22,19 +22,25 @@ from pathlib import Path
 CLASSES = ("RV", "MYO", "LV")
 
 
+def number(value, digits: int) -> str:
+    """``value`` rounded, or "—" where the metric is undefined (e.g. HD95 of an empty
+    prediction)."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 def run_row(run_dir: Path, label: str) -> str:
     metrics = json.loads((run_dir / "val_metrics.json").read_text())["summary"]
     last = json.loads((run_dir / "model_last" / "config.json").read_text())
     iterations = last["training"]["iterations_done"]
     latest = (last.get("validation") or {}).get("latest") or {}
     cells = [label, f"{iterations:,}"]
-    cells += [f"{metrics['per_class'][c]['dice']['mean']:.3f}" for c in CLASSES]
-    cells += [f"**{metrics['overall']['dice']['mean']:.3f}**",
-              f"{metrics['overall']['hd95_mm']['mean']:.1f}"]
+    cells += [number(metrics["per_class"][c]["dice"]["mean"], 3) for c in CLASSES]
+    cells += [f"**{number(metrics['overall']['dice']['mean'], 3)}**",
+              number(metrics["overall"]["hd95_mm"]["mean"], 1)]
     lcc_path = run_dir / "val_metrics_lcc.json"
     if lcc_path.exists():
         lcc = json.loads(lcc_path.read_text())["summary"]["overall"]
-        cells.append(f"{lcc['dice']['mean']:.3f} ({lcc['hd95_mm']['mean']:.1f})")
+        cells.append(f"{number(lcc['dice']['mean'], 3)} ({number(lcc['hd95_mm']['mean'], 1)})")
     else:
         cells.append("—")
     cells.append(f"{latest['mean_dice']:.3f}" if "mean_dice" in latest else "—")

@@ -57,9 +57,29 @@ PROFILES: dict[str, TrainConfig] = {
 }
 
 
+#: Method options a profile changes from the method's (paper/as-coded) defaults, by method.
+#: quick-cpu drops EFFDNet's FADC: it costs ~45 % more time per step (a second student pass)
+#: and did not pay back within CPU budgets on ACDC val — 10 min: 0.804 mean Dice without vs
+#: 0.714 / 0.731 (two seeds) with; at equal iterations (~850) 0.749 without
+#: (``benchmarks/acdc.py effdnet --option use_fadc=false``). It also drops the
+#: self-disambiguation entropy regulariser, which delays the minority classes in short runs:
+#: 5 min, 3 sources: 0.797 / 0.442 without vs 0.793 / 0.239 with (two seeds); partial
+#: sources alone: 0.792 without vs 0.458 with (RV never learnt). Explicit options win;
+#: docs/results.md has the tables.
+PROFILE_METHOD_OPTIONS: dict[str, dict[str, dict]] = {
+    "quick-cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0}},
+}
+
+
 def profile(name: str, **overrides) -> TrainConfig:
+    """The named profile with ``overrides``; ``method_options`` given there are merged over
+    the profile's own options for that method (:data:`PROFILE_METHOD_OPTIONS`)."""
     try:
         base = PROFILES[name]
     except KeyError:
         raise KeyError(f"unknown profile {name!r}; profiles: {sorted(PROFILES)}") from None
+    method = overrides.get("method", base.method)
+    profile_options = PROFILE_METHOD_OPTIONS.get(name, {}).get(method, {})
+    overrides["method_options"] = {**profile_options,
+                                   **(overrides.get("method_options") or {})}
     return replace(base, **overrides)
