@@ -29,7 +29,7 @@ def test_accepted_supervision(supervision):
 
 @pytest.mark.parametrize("supervision", ["sparse-0", "sparse-1.5", "sparse-x", "coarse-ish"])
 def test_rejected_supervision_names_the_choices(supervision):
-    with pytest.raises(ValueError, match="multisource-partial"):
+    with pytest.raises(ValueError, match="sparse-FRACTION"):
         check_acdc_supervision(supervision)
 
 
