@@ -245,6 +245,7 @@ class TrainPanel(QWidget):
                   "size": base.size, "base_width": base.base_width,
                   "val_every": base.val_every, "threads": logic.default_threads()}
         self.set_hyperparameters(**values)
+        self._show_method()
         self.lr_box.setValue(0.0)
         self.budget_box.setValue(0.0)
         if base.device in [self.device_combo.itemText(i)
@@ -426,8 +427,14 @@ class TrainPanel(QWidget):
                                      "sparse) first." if self.session.project else
                                      "Open a project with annotations to see the methods.")
             return
+        from ..training.config import PROFILE_METHOD_OPTIONS
+
+        profile = self.profile_combo.currentData()
+        changed = PROFILE_METHOD_OPTIONS.get(profile, {}).get(choice.id, {})
+        note = ("\n" + f"{profile} profile: " + ", ".join(f"{k}={v}" for k, v in changed.items())
+                + " (faster to a good model on CPU; docs/results.md)") if changed else ""
         self.method_info.setText(f"{choice.description}\nlearns from: {', '.join(choice.kinds)}"
-                                 f" · {choice.optimizer} lr {choice.lr:g}")
+                                 f" · {choice.optimizer} lr {choice.lr:g}{note}")
         self.lr_box.setSpecialValueText(f"method default ({choice.lr:g})")
 
     def _update_buttons(self) -> None:

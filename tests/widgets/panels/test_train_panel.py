@@ -47,6 +47,10 @@ def test_methods_follow_the_project_and_profiles_fill_the_form(make_napari_viewe
             config.batch_size, config.lr) == ("pce", iterations, size, width, batch, None)
     assert train.model_combo.currentData().source == "new"
     assert train.start_button.isEnabled() and not train.cancel_button.isEnabled()
+    train.set_method("effdnet")  # the quick profile's change is shown and used
+    assert ("use_fadc=False" in train.method_info.text()) == (profile == "quick-cpu")
+    assert train.config().method_options == ({"use_fadc": False} if profile == "quick-cpu"
+                                             else {})
 
 
 def test_cancel_mid_run_then_resume(make_napari_viewer, tiny_project, qtbot, screenshot_dir):
