@@ -112,15 +112,20 @@ def test_console_entry_point(model, cohort, tmp_path):
                     reason="torchrun not installed")
 def test_torchrun_ranks_share_the_cohort(model, cohort, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    out = tmp_path / "out"
-    result = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m",
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    # each rank's stdout to its own file: two ranks sharing one pipe interleave their lines
+    result = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2",
+                             "--log-dir", str(logs), "--redirects", "1", "-m",
                              "napari_weakseg", "export", str(model), str(cohort), "--out",
                              str(out), *CPU],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "(shard 0/2 of a 5-volume cohort)" in result.stdout
-    assert "(shard 1/2 of a 5-volume cohort)" in result.stdout
-    exported = [line.split()[2] for line in result.stdout.splitlines()
+    rank_logs = sorted(logs.rglob("stdout.log"))
+    assert len(rank_logs) == 2
+    stdout = "\n".join(log.read_text() for log in rank_logs)
+    assert "(shard 0/2 of a 5-volume cohort)" in stdout
+    assert "(shard 1/2 of a 5-volume cohort)" in stdout
+    exported = [line.split()[2] for line in stdout.splitlines()
                 if line.startswith("[") and " exported " in line]
     assert sorted(exported) == sorted(NAMES)
     assert set(statuses(out).values()) == {"ok"}  # rank 0 wrote it after every rank was done
