@@ -56,20 +56,19 @@ def estimate_step_seconds(config, data, method: str) -> float:
     return float(np.median(steps)) if len(steps) else 1.0
 
 
-def evaluate(model_dir, data, flip_tta=False, largest_component=False):
+def evaluate(model_dir, data, flip_tta=False, largest_component=False, postprocess=None,
+             volumes=None):
+    """Scores on ``volumes`` (default ``data.val``) through the shared Predictor (the model's pre-processing);
+    post-processing ``postprocess``, else ``largest`` / ``none`` by ``largest_component``.
+    The volumes are normalised already (``acdc_data``: the default normaliser)."""
     from napari_weakseg.evaluation.metrics import evaluate_volume, summarise
-    from napari_weakseg.inference.export import keep_largest_component
-    from napari_weakseg.inference.predict import predict_volume
-    from napari_weakseg.nets.model_folder import load_model
+    from napari_weakseg.inference.predictor import Predictor
 
-    net, config = load_model(model_dir)
-    size = config["preprocessing"]["size"]
+    post = postprocess or ("largest" if largest_component else None)  # None: the model's
+    predictor = Predictor(model_dir, device="cpu", postprocess=post, flip_tta=flip_tta)
     results = {}
-    for volume in data.val:
-        prediction = predict_volume(net, volume.image, size, normalise=False, flip_tta=flip_tta)
-        labels = prediction.labels
-        if largest_component:
-            labels = keep_largest_component(labels, len(data.class_names))
+    for volume in (data.val if volumes is None else volumes):
+        labels = predictor.predict(volume.image, volume.spacing, normalised=True).labels
         results[volume.name] = evaluate_volume(
             labels, volume.reference, spacing=volume.spacing,
             classes={i: n for i, n in enumerate(data.class_names) if i})
@@ -107,6 +106,25 @@ def main(argv=None) -> int:
                         "(default: by method)")
     parser.add_argument("--sampling", choices=["slices", "uniform", "mdc", "hierarchical"],
                         help="how training draws slices (default: the method's)")
+    parser.add_argument("--preprocessing", choices=["resize", "spacing"],
+                        help="resize slices whole (default) or resample to a target spacing "
+                             "(the train split's median unless --target-spacing) and take "
+                             "centred patches")
+    parser.add_argument("--target-spacing", type=float, nargs=2, metavar=("Y_MM", "X_MM"))
+    parser.add_argument("--postprocess", choices=["none", "largest", "anatomy"],
+                        help="also report scores with this post-processing")
+    parser.add_argument("--inner-val", type=int, default=10, metavar="PATIENTS",
+                        help="honest validation: this many train-split patients (seeded "
+                             "draw) choose the checkpoint; the ACDC val split only reports "
+                             "(default 10; 0 = choose on the val split, the old, optimistic "
+                             "protocol)")
+    parser.add_argument("--inner-seed", type=int, default=0)
+    parser.add_argument("--max-iterations", type=int,
+                        help="upper bound of the iterations (default: from a measured step "
+                             "time, which a busy machine overestimates)")
+    parser.add_argument("--intensity-augmentation", action="store_true", default=None,
+                        help="appearance augmentation (gamma, contrast, bias, blur, noise, "
+                             "low resolution)")
     args = parser.parse_args(argv)
     if not (args.acdc / "splits.json").exists():
         print(f"ACDC data not found at {args.acdc}", file=sys.stderr)
@@ -114,14 +132,18 @@ def main(argv=None) -> int:
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     overrides = {k: v for k, v in {"size": args.size, "base_width": args.width,
                                    "batch_size": args.batch, "threads": args.threads,
-                                   "sampling": args.sampling, "seed": args.seed}.items()
+                                   "sampling": args.sampling, "seed": args.seed,
+                                   "preprocessing": args.preprocessing,
+                                   "target_spacing": args.target_spacing,
+                                   "intensity_augmentation": args.intensity_augmentation
+                                   }.items()
                  if v is not None}
     config = profile(args.profile, method=args.method, device=args.device,
                      method_options=options, **overrides)
     t0 = time.time()
     supervision = args.supervision or SUPERVISION.get(args.method, "scribble")
     if args.evaluate:
-        data = acdc_data(args.acdc, "dense", limit=0)
+        data = acdc_data(args.acdc, "dense", limit=0, normalisation=config.normalisation)
         run_dir, iterations = args.evaluate, "?"
         config_of = __import__("json").loads((run_dir / "model" / "config.json").read_text())
         iterations = config_of["training"]["iterations_done"]
@@ -130,18 +152,21 @@ def main(argv=None) -> int:
                          batch_size=config_of["training"]["batch_size"])
         budget_text = "evaluation only"
     else:
-        data = acdc_data(args.acdc, supervision, limit=args.limit)
+        data = acdc_data(args.acdc, supervision, limit=args.limit,
+                         normalisation=config.normalisation, inner_val=args.inner_val,
+                         inner_seed=args.inner_seed)
         load_s = time.time() - t0
         step = estimate_step_seconds(config, data, args.method)
         budget = args.minutes * 60
         # an upper bound: the schedule follows the time budget (TrainConfig.max_seconds)
-        iterations = max(20, int(budget * 2.0 / step))
+        iterations = args.max_iterations or max(20, int(budget * 2.0 / step))
         # about eight validations of the 20 volumes, never so often that they eat the budget
         every = max(iterations // 16, 25)
         config = replace(config, iterations=iterations, max_seconds=budget,
                          val_every=every, checkpoint_every=every)
         run_dir = args.out or Path("runs") / f"acdc-{args.method}-{int(time.time())}"
-        print(f"{args.method}: {len(data.train)} train / {len(data.val)} val volumes loaded in "
+        print(f"{args.method}: {len(data.train)} train / {len(data.val)} "
+              f"{'inner-validation' if data.report else 'val'} volumes loaded in "
               f"{load_s:.0f} s; step {step:.3f} s → {iterations} iterations in "
               f"{args.minutes:g} min ({config.size}², batch {config.batch_size}, width "
               f"{config.base_width}); run {run_dir}", flush=True)
@@ -151,21 +176,30 @@ def main(argv=None) -> int:
                 print("  ", event.to_json(), flush=True)
 
         result = Trainer(config, data.train, data.val, data.class_names, run_dir, emit=log,
-                         data_description=data.description).run()
+                         data_description=data.description, rules=data.rules).run()
         iterations = result.iteration
         budget_text = f"{args.minutes:g} min budget"
     from napari_weakseg.evaluation.metrics import write_csv, write_json
 
-    variants = [("", False)] + ([(" + largest component", True)] if args.largest_component else [])
+    report = getattr(data, "report", None) or data.val
+    chooser = ("an inner validation split of the train patients "
+               f"({len(data.val)} volumes, seed {args.inner_seed})" if report is not data.val
+               else f"the same split it reports (ACDC val, {len(data.val)} volumes: optimistic)")
+    print(f"\ncheckpoint chosen on {chooser}")
+    variants = [(" (the model's recorded post-processing)", False)] + ([(" + largest component", True)] if args.largest_component else [])
+    if args.postprocess:
+        variants.append((f" + post-processing {args.postprocess}", args.postprocess))
     for label, largest in variants:
-        results, summary = evaluate(run_dir / "model", data, args.flip_tta, largest)
-        suffix = "_lcc" if largest else ""
+        post = largest if isinstance(largest, str) else None
+        results, summary = evaluate(run_dir / "model", data, args.flip_tta, largest is True,
+                                    postprocess=post, volumes=report)
+        suffix = f"_{post}" if post else ("_lcc" if largest else "")
         write_json(run_dir / f"val_metrics{suffix}.json", results, summary)
         write_csv(run_dir / f"val_metrics{suffix}.csv", results, summary)
         extras = "".join(f", {k}={json.dumps(v)}" for k, v in config.method_options.items()) + \
             (f", sampling {args.sampling}" if args.sampling else "") + \
             (f", seed {args.seed}" if args.seed is not None else "")
-        print(f"\n### {args.method} ({supervision}{extras}){label} on ACDC val ({len(data.val)} "
+        print(f"\n### {args.method} ({supervision}{extras}){label} on ACDC val ({len(report)} "
               f"volumes), {budget_text}, {iterations} iterations, {config.size}², width "
               f"{config.base_width}, batch {config.batch_size}\n")
         print("| class | Dice | HD95 (mm) | ASSD (mm) |")

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from napari_weakseg.io import read_volume
     from napari_weakseg.nets.model_folder import load_model
     from napari_weakseg.nets.unet import build_network, default_config
-    from napari_weakseg.training.trainer import select_device
+    from napari_weakseg.preprocess import select_device
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path)

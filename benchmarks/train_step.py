@@ -19,7 +19,7 @@ import torch
 from napari_weakseg.methods import get_method
 from napari_weakseg.nets.unet import build_network, default_config
 from napari_weakseg.training.config import PROFILES
-from napari_weakseg.training.trainer import select_device
+from napari_weakseg.preprocess import select_device
 
 CASES = [("paper", 256, 12, 16), ("quick-cpu", 128, 8, 8), ("256² width 8", 256, 12, 8),
          ("128² width 16", 128, 12, 16)]

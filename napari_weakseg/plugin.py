@@ -1,4 +1,5 @@
-"""npe2 contributions: NIfTI reader, labels writer, sample data.
+"""npe2 contributions: volume reader (NIfTI, NRRD, MHA/MHD, DICOM series), labels writer,
+sample data.
 
 These functions return/consume napari ``LayerData`` tuples and import neither napari nor
 Qt; they are thin wrappers over :mod:`napari_weakseg.io`.
@@ -21,9 +22,12 @@ LayerData = tuple[Any, dict, str]
 
 
 def get_reader(path: str | list[str]):
-    """Return :func:`read_nifti_layers` for ``.nii``/``.nii.gz`` paths, else ``None``."""
+    """Return :func:`read_nifti_layers` for volume paths -- ``.nii``/``.nii.gz``,
+    ``.nrrd``/``.nhdr``, ``.mha``/``.mhd``, DICOM files or folders -- else ``None``."""
+    from .io.formats import is_volume_path
+
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    if not paths or not all(is_nifti_path(p) for p in paths):
+    if not paths or not all(is_volume_path(p) for p in paths):
         return None
     return read_nifti_layers
 
@@ -32,7 +36,7 @@ def read_nifti_layers(path: str | list[str]) -> list[LayerData]:
     """One layer per file: an image (scale = spacing, metadata = affine + header, axis
     labels; 4D cine as a time series) or, for label-like files, a Labels layer."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    return [nifti_layer_data(p) for p in paths]
+    return [layer for p in paths for layer in volume_layers(p)]
 
 
 def nifti_layer_data(path: str | Path) -> LayerData:
@@ -43,6 +47,36 @@ def nifti_layer_data(path: str | Path) -> LayerData:
     if looks_like_labels(path, volume.data):
         return volume.data, kwargs, "labels"
     return volume.data, kwargs, "image"
+
+
+def volume_layers(path: str | Path) -> list[LayerData]:
+    """The layers of one path: a NIfTI file (:func:`nifti_layer_data`); an NRRD/MetaImage
+    file or a DICOM series (one layer; a folder holding several series: one per series),
+    read through :func:`napari_weakseg.io.read_any` under the same geometry contract
+    (``metadata["nifti_header"]`` is ``None``: labels drawn on it are saved as NIfTI on its
+    grid with a header built from the affine)."""
+    from .io.formats import read_any, volume_format, volume_name
+
+    kind = volume_format(path)
+    if kind == "nifti":
+        return [nifti_layer_data(path)]
+    name = volume_name(path)
+    if kind == "dicom" and Path(path).is_dir():
+        from .io.sitk import dicom_series, read_dicom_series
+
+        series = list(dicom_series(path))
+        if len(series) > 1:
+            return [_volume_layer(read_dicom_series(path, series_id=sid), f"{name} [{i + 1}]",
+                                  path) for i, sid in enumerate(series)]
+    return [_volume_layer(read_any(path), name, path)]
+
+
+def _volume_layer(volume, name: str, path: str | Path) -> LayerData:
+    kwargs = volume.geometry.to_layer_kwargs()
+    kwargs["name"] = name
+    kwargs["units"] = ("mm",) * 3 if volume.geometry.ndim == 3 else ("s", "mm", "mm", "mm")
+    kind = "labels" if looks_like_labels(path, volume.data) else "image"
+    return volume.data, kwargs, kind
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError, UnknownNameError
+
 UNANNOTATED = 0
 
 
@@ -28,8 +30,14 @@ def decode_value(value: int | np.ndarray) -> int | np.ndarray:
 
 @dataclass(frozen=True)
 class LabelClass:
+    """A class: ``name``, ``color`` and optional anatomical rules used by the ``anatomy``
+    post-processing and the export QC (``napari_weakseg.postprocess``):
+    ``enclosed_by`` — the name of the class that encloses this one in-plane (a cavity inside
+    its wall, e.g. the LV blood pool inside the myocardium)."""
+
     name: str
     color: tuple[float, float, float, float]  # RGBA in [0, 1]
+    enclosed_by: str | None = None
 
 
 def _rgba(hex_color: str, alpha: float = 1.0) -> tuple[float, float, float, float]:
@@ -46,19 +54,24 @@ class LabelSchema:
 
     def __post_init__(self):
         if len(self.classes) < 2:
-            raise ValueError("a label schema needs background plus at least one class")
+            raise InputError("a label schema needs background plus at least one class")
         names = [c.name for c in self.classes]
         if len(set(names)) != len(names):
-            raise ValueError(f"class names must be unique, got {names}")
+            raise InputError(f"class names must be unique, got {names}")
+        for c in self.classes:
+            if c.enclosed_by is not None and (c.enclosed_by not in names[1:]
+                                              or c.enclosed_by == c.name):
+                raise InputError(f"class {c.name!r}: enclosed_by must name another "
+                                 f"foreground class, got {c.enclosed_by!r}")
 
     @classmethod
     def cardiac(cls) -> LabelSchema:
-        """ACDC values: 0 background, 1 RV, 2 MYO, 3 LV."""
+        """ACDC values: 0 background, 1 RV, 2 MYO, 3 LV; the LV is enclosed by the MYO."""
         return cls((
             LabelClass("background", _rgba("#f2d95c")),
             LabelClass("RV", _rgba("#3d8bff")),
             LabelClass("MYO", _rgba("#3fd16b")),
-            LabelClass("LV", _rgba("#ff4a4a")),
+            LabelClass("LV", _rgba("#ff4a4a"), enclosed_by="MYO"),
         ))
 
     @classmethod
@@ -80,7 +93,7 @@ class LabelSchema:
         try:
             return self.names.index(name)
         except ValueError:
-            raise KeyError(f"no class named {name!r}; classes are {self.names}") from None
+            raise UnknownNameError(f"no class named {name!r}; classes are {self.names}") from None
 
     def annotation_colormap(self) -> dict[int | None, tuple[float, ...]]:
         """napari Labels colour dict for the annotation encoding (value = class + 1)."""
@@ -98,9 +111,17 @@ class LabelSchema:
             colors[i] = label_class.color
         return colors
 
+    def rules(self) -> dict[str, dict[str, str]]:
+        """The anatomical rules by class name, e.g. ``{"LV": {"enclosed_by": "MYO"}}``."""
+        return {c.name: {"enclosed_by": c.enclosed_by} for c in self.classes
+                if c.enclosed_by is not None}
+
     def to_dict(self) -> dict:
-        return {"classes": [{"name": c.name, "color": list(c.color)} for c in self.classes]}
+        return {"classes": [{"name": c.name, "color": list(c.color),
+                             **({"enclosed_by": c.enclosed_by} if c.enclosed_by else {})}
+                            for c in self.classes]}
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelSchema:
-        return cls(tuple(LabelClass(c["name"], tuple(c["color"])) for c in data["classes"]))
+        return cls(tuple(LabelClass(c["name"], tuple(c["color"]), c.get("enclosed_by"))
+                         for c in data["classes"]))

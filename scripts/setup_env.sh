@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
-stamp=.venv/.weakseg-lock-$(sha256sum requirements/lock.txt setup.cfg | sha256sum | cut -c1-16)
+stamp=.venv/.weakseg-lock-$(sha256sum requirements/lock.txt setup.cfg setup.py | sha256sum | cut -c1-16)
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 echo "installing pinned Python packages into .venv (first run: about 2 minutes)"

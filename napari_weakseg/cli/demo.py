@@ -23,8 +23,7 @@ def register(subparsers) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from ..evaluation.metrics import evaluate_volume
-    from ..inference.predict import predict_volume
-    from ..nets.model_folder import load_model
+    from ..inference.predictor import Predictor
     from ..store import Project
     from ..store.importers import import_folder
     from ..synthetic import make_cohort, write_cohort
@@ -64,27 +63,27 @@ def run_demo(args: argparse.Namespace) -> int:
     if final is None or final.type != "finished":
         return 1
     print("4. predicting the held-out subject")
-    net, model_config = load_model(final.model_dir)
+    predictor = Predictor(final.model_dir, device="cpu")
+    print(f"   {predictor.describe()}")
     val_cases = [c for c in cases if c.name.startswith(val_subject)]
     print("\n| volume | RV | MYO | LV |\n|---|---|---|---|")
     for case in val_cases:
-        prediction = predict_volume(net, case.image, model_config["preprocessing"]["size"])
+        prediction = predictor.predict(case.image, case.geometry.spatial_spacing)
         scores = evaluate_volume(prediction.labels, case.ground_truth,
                                  case.geometry.spatial_spacing,
                                  classes={1: "RV", 2: "MYO", 3: "LV"})
         print(f"| {case.name} | " + " | ".join(f"{scores[n]['dice']:.3f}"
                                              for n in ("RV", "MYO", "LV")) + " |")
     png = out / "overlay.png"
-    write_overlay(png, val_cases[0].image, prediction_for(net, model_config, val_cases[0]),
+    write_overlay(png, val_cases[0].image, prediction_for(predictor, val_cases[0]),
                   val_cases[0].ground_truth)
     print(f"\n5. overlay (image | prediction | ground truth, middle slice): {png}")
     return 0
 
 
-def prediction_for(net, model_config, case):
-    from ..inference.predict import predict_volume
-
-    return predict_volume(net, case.image, model_config["preprocessing"]["size"]).labels
+def prediction_for(predictor, case):
+    """The labels of a synthetic ``case`` (its own spacing) by a ``Predictor``."""
+    return predictor.predict(case.image, case.geometry.spatial_spacing).labels
 
 
 def write_overlay(path: Path, image: np.ndarray, prediction: np.ndarray,
@@ -109,5 +108,7 @@ def write_overlay(path: Path, image: np.ndarray, prediction: np.ndarray,
     panel = np.concatenate([rgb, overlay(prediction), overlay(truth)], axis=1)
     picture = Image.fromarray((panel * 255).astype(np.uint8))
     picture = picture.resize((picture.width * 3, picture.height * 3), Image.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path, suffix=".tmp" + (path.suffix or ".png")) as tmp:
+        picture.save(tmp, format="PNG" if not path.suffix else None)

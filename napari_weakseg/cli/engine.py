@@ -6,7 +6,10 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+from ..errors import InputError, OptionError
 
 
 def register(subparsers) -> None:
@@ -16,8 +19,11 @@ def register(subparsers) -> None:
                     "tagged split=val that have a reference mask. Progress streams as it "
                     "runs; Ctrl-C cancels gracefully (a checkpoint is kept; --resume goes on).")
     train.add_argument("project", type=Path)
-    train.add_argument("--method", required=True, help="pce, full, effdnet, refineseg, disambig")
-    train.add_argument("--profile", default="paper", help="paper (default) or quick-cpu")
+    train.add_argument("--method", help="pce, full, effdnet, refineseg, disambig (not needed "
+                       "with --resume: the run's recorded method and options are used)")
+    train.add_argument("--profile", default=None,
+                       help="cpu (the default without a CUDA GPU), paper (the default with "
+                            "one), or quick-cpu")
     train.add_argument("--iterations", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--size", type=int, help="training slice size (multiple of 16)")
@@ -29,11 +35,29 @@ def register(subparsers) -> None:
     train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="method option (JSON value), repeatable")
     train.add_argument("--minutes", type=float, help="wall-clock budget")
+    train.add_argument("--preprocessing", choices=("resize", "spacing"),
+                       help="resize whole slices to --size, or resample to a target spacing "
+                            "and take --size patches (default: the profile's)")
+    train.add_argument("--target-spacing", type=float, nargs=2, metavar=("Y_MM", "X_MM"),
+                       help="in-plane spacing for --preprocessing spacing (default: the "
+                            "training volumes' median)")
+    train.add_argument("--normalisation", help="intensity normalisation by name "
+                                               "(wsl4mis-p99-minmax, zscore)")
+    train.add_argument("--postprocess", choices=("none", "largest", "anatomy"),
+                       help="post-processing the model records for prediction")
     train.add_argument("--ground-truth", action="store_true",
                        help="train on the stored ground truth (the 'full' upper bound)")
-    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--out", type=Path, required=True,
+                       help="model folder to write (an existing model folder is replaced only "
+                            "with --force; any other existing folder is refused)")
+    train.add_argument("--force", action="store_true",
+                       help="replace an existing model folder written by weakseg at --out")
     train.add_argument("--run-dir", type=Path, help="run folder (default: PROJECT/runs/…)")
-    train.add_argument("--resume", action="store_true", help="go on with --run-dir's run")
+    train.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                       help="go on with a cancelled, failed, interrupted or budget-stopped run "
+                            "from its checkpoint: RUN is its folder, its name under "
+                            "PROJECT/runs or its id (default: --run-dir, else the newest "
+                            "resumable run); method and options come from the run")
     train.set_defaults(handler=run_train)
 
     predict = subparsers.add_parser(
@@ -41,14 +65,22 @@ def register(subparsers) -> None:
         description="Write one label NIfTI per input on the input's grid, affine and header.")
     predict.add_argument("model", type=Path)
     predict.add_argument("inputs", nargs="+", type=Path)
-    predict.add_argument("--out", type=Path, required=True)
+    predict.add_argument("--out", type=Path, required=True,
+                         help="output folder (never an input's folder file; earlier "
+                              "predictions written by weakseg there are replaced)")
+    predict.add_argument("--force", action="store_true",
+                         help="replace existing files in --out that weakseg did not write")
     predict.add_argument("--device", default="auto")
     predict.add_argument("--flip-tta", action="store_true")
     predict.add_argument("--uncertainty", action="store_true",
                          help="also write the per-voxel entropy (float32)")
+    predict.add_argument("--postprocess", choices=("none", "largest", "anatomy"),
+                         help="post-processing (default: the one the model records; "
+                              "anatomy = the largest 3D component of all foreground classes, "
+                              "then the label schema's rules; largest = per class)")
     predict.add_argument("--largest-component", choices=("auto", "yes", "no"), default="auto",
-                         help="keep each class's largest 3D component (auto: as the model's "
-                              "config recommends)")
+                         help="old spelling: yes = --postprocess largest, no = none, auto = "
+                              "the model's")
     predict.set_defaults(handler=run_predict)
 
     evaluate = subparsers.add_parser(
@@ -67,8 +99,24 @@ def _tag_filter(text: str | None) -> dict | None:
         return None
     pairs = [item.split("=", 1) for item in text.split(",")]
     if any(len(p) != 2 for p in pairs):
-        raise ValueError(f"--val expects KEY=VALUE[,KEY=VALUE], got {text!r}")
+        raise OptionError(f"--val expects KEY=VALUE[,KEY=VALUE], got {text!r}")
     return dict(pairs)
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["lam=0.5", "fadc_box=all"]`` → ``{"lam": 0.5, "fadc_box": "all"}``: values are
+    JSON, and a value that is not JSON is taken as a string."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        options[key.strip()] = value
+    return options
 
 
 class EventPrinter:
@@ -113,24 +161,34 @@ class EventPrinter:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..store import Project
-    from ..training.config import TrainConfig, profile
-    from ..training.project_runs import finalise_run, resume_run, start_run
+    from ..training.config import TrainConfig, default_profile, profile
+    from ..io.paths import check_model_output
+    from ..training.project_runs import finalise_run, start_run
 
+    protected = [args.project] + ([args.run_dir] if args.run_dir else [])
+    check_model_output(args.out, force=args.force, protected=protected)
     with Project.open(args.project) as project:
-        if args.resume:
-            if not args.run_dir:
-                raise ValueError("--resume needs --run-dir")
-            handle = resume_run(project, args.run_dir)
+        if args.resume is not None:
+            handle = _resume(project, args)
+            protected.append(handle.run_dir)
+            check_model_output(args.out, force=args.force, protected=protected)
         else:
+            if not args.method:
+                raise OptionError("--method is required (or --resume [RUN] to go on with a "
+                                  "run)")
             overrides = {k: v for k, v in {
                 "iterations": args.iterations, "batch_size": args.batch_size,
                 "size": args.size, "base_width": args.width, "lr": args.lr,
                 "init_model": str(args.init) if args.init else None, "device": args.device,
-                "max_seconds": args.minutes * 60 if args.minutes else None}.items()
+                "max_seconds": args.minutes * 60 if args.minutes is not None else None,
+                "preprocessing": args.preprocessing, "normalisation": args.normalisation,
+                "target_spacing": list(args.target_spacing) if args.target_spacing else None,
+                "postprocessing": args.postprocess}.items()
                 if v is not None}
-            options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
-            config: TrainConfig = profile(args.profile, method=args.method,
+            options = parse_options(args.option)
+            config: TrainConfig = profile(args.profile or default_profile(), method=args.method,
                                           method_options=options, **overrides)
+            config.validate(project.num_classes)
             source = {"kind": "project", "path": str(project.root.resolve()),
                       "ground_truth_as_training": args.ground_truth}
             if args.val:
@@ -149,59 +207,101 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         follow()
     except KeyboardInterrupt:
-        print("\ncancelling: the run saves a checkpoint (go on with --resume --run-dir "
-              f"{handle.run_dir})", flush=True)
+        print("\ncancelling: the run saves a checkpoint (go on with: weakseg train "
+              f"{args.project} --resume {handle.run_dir.name} --out {args.out})", flush=True)
         handle.run.cancel()
         follow()
     outcome = finalise_run(args.project, handle, final)
     if outcome.model_path is None:
         return 1
+    check_model_output(args.out, force=args.force, protected=protected)  # may have changed
     _copy_model(outcome.model_path, args.out)
     print(f"model folder: {args.out} (registered in the project as {outcome.model_name})")
     return 0
 
 
+def _resume(project, args: argparse.Namespace):
+    """``--resume [RUN]``: the run's folder, started again from its checkpoint with the
+    method and options recorded in its ``run.json``."""
+    from ..training.project_runs import find_run, resume_run
+
+    if args.resume and args.run_dir and \
+            find_run(project, args.resume).resolve() != Path(args.run_dir).resolve():
+        raise OptionError(f"--resume {args.resume} and --run-dir {args.run_dir} name "
+                          "different runs")
+    run_dir = find_run(project, args.resume or args.run_dir)
+    ignored = [flag for flag, value in (
+        ("--iterations", args.iterations), ("--batch-size", args.batch_size),
+        ("--size", args.size), ("--width", args.width), ("--lr", args.lr),
+        ("--init", args.init), ("--device", args.device), ("--val", args.val),
+        ("--minutes", args.minutes), ("--option", args.option),
+        ("--ground-truth", args.ground_truth)) if value]
+    if ignored:
+        print(f"note: --resume goes on with the run's recorded options; ignoring "
+              f"{', '.join(ignored)}", file=sys.stderr)
+    handle = resume_run(project, run_dir, method=args.method)
+    print(f"resuming {handle.method} run {run_dir}", flush=True)
+    return handle
+
+
 def _copy_model(source: Path, target: Path) -> None:
-    """Copy a model folder next to its destination, then swap it in."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    """Copy a model folder into a fresh temporary sibling, then swap it in; an existing
+    target (checked by :func:`~napari_weakseg.io.paths.check_model_output`) is moved aside
+    and removed only after the new folder is in place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        copy = staging / "model"
+        shutil.copytree(source, copy)
+        old = None
+        if target.exists():
+            old = staging / "previous"
+            target.rename(old)
+        copy.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..inference.predict import predict_volume
-    from ..io import VolumeError, read_volume, strip_nifti_suffix, write_labels, write_volume
-    from ..nets.model_folder import load_model
-    from ..training.trainer import select_device
+    from ..inference.predictor import Predictor
+    from ..io import VolumeError, read_any, volume_name, write_labels, write_volume
+    from ..io.paths import OutputFolder
 
-    from ..inference.export import keep_largest_component
-
-    device = select_device(args.device)
-    net, config = load_model(args.model, device=str(device))
-    size = config["preprocessing"]["size"]
-    largest = (config.get("postprocessing", {}).get("largest_component", False)
-               if args.largest_component == "auto" else args.largest_component == "yes")
+    postprocess = args.postprocess
+    if args.largest_component != "auto":
+        alias = "largest" if args.largest_component == "yes" else "none"
+        if postprocess not in (None, alias):
+            raise OptionError(f"--largest-component {args.largest_component} contradicts "
+                              f"--postprocess {postprocess}")
+        postprocess = alias
+    predictor = Predictor(args.model, device=args.device, postprocess=postprocess,
+                          flip_tta=args.flip_tta)
+    predictor.load()
+    print(predictor.describe())
+    outputs = OutputFolder(args.out, inputs=args.inputs, force=args.force)
+    for path in args.inputs:  # refuse every clash before the first prediction is written
+        stem = volume_name(path)
+        outputs.path_for(stem, ".nii.gz", source=path)
+        if args.uncertainty:
+            outputs.path_for(f"{stem}_entropy", ".nii.gz", source=path)
     failed = 0
     for path in args.inputs:
         try:
-            volume = read_volume(path, allow_4d=False)
+            volume = read_any(path, allow_4d=False)  # NIfTI, NRRD, MHA/MHD, DICOM series
         except VolumeError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1
             continue
-        prediction = predict_volume(net, volume.data, size, device=device,
-                                    flip_tta=args.flip_tta)
+        prediction = predictor.predict(volume.data, volume.geometry.spatial_spacing)
         labels = prediction.labels
-        if largest:
-            labels = keep_largest_component(labels, len(config["classes"]))
-        stem = strip_nifti_suffix(path.name)
-        out = write_labels(args.out / f"{stem}.nii.gz", labels, volume.geometry)
+        stem = volume_name(path)
+        out = write_labels(outputs.path_for(stem, ".nii.gz", source=path), labels,
+                           volume.geometry)
+        outputs.record(out)
         if args.uncertainty:
-            write_volume(args.out / f"{stem}_entropy.nii.gz", prediction.entropy,
-                         volume.geometry)
+            entropy = write_volume(outputs.path_for(f"{stem}_entropy", ".nii.gz", source=path),
+                                   prediction.entropy, volume.geometry)
+            outputs.record(entropy)
         print(f"{path} → {out}")
     return 1 if failed else 0
 
@@ -217,7 +317,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     gts = {strip_nifti_suffix(p.name): p for p in sorted(args.gt_dir.glob("*.nii*"))}
     common = sorted(set(preds) & set(gts))
     if not common:
-        raise ValueError(f"{args.pred_dir}: no file name matches one in {args.gt_dir}")
+        raise InputError(f"{args.pred_dir}: no file name matches one in {args.gt_dir}")
     for name in sorted(set(gts) - set(preds)):
         print(f"warning: no prediction for {name}", file=sys.stderr)
     results = {}

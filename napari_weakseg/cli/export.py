@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ..errors import OptionError
+
 
 def _shard(text: str) -> tuple[int, int]:
     from ..inference.export import parse_shard
@@ -37,8 +39,11 @@ def register(subparsers) -> None:
                         help="also write the softmax probabilities (float32, X×Y×Z×C)")
     export.add_argument("--uncertainty", action="store_true",
                         help="also write the voxel entropy (float32, nats)")
+    export.add_argument("--postprocess", choices=("none", "largest", "anatomy"),
+                        help="post-processing of the labels (default: the one the model "
+                             "records); recorded in the manifest")
     export.add_argument("--largest-component", action="store_true",
-                        help="keep the largest 3D connected component of each class")
+                        help="old spelling of --postprocess largest")
     export.add_argument("--fill-holes", action="store_true",
                         help="fill background holes enclosed by one class (per slice)")
     export.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
@@ -59,11 +64,12 @@ def run_export(args: argparse.Namespace) -> int:
     for text in args.tag:
         key, sep, value = text.partition("=")
         if not sep or not key:
-            raise ValueError(f"--tag expects KEY=VALUE, got {text!r}")
+            raise OptionError(f"--tag expects KEY=VALUE, got {text!r}")
         tags[key] = value
     options = ExportOptions(
         probabilities=args.probabilities, uncertainty=args.uncertainty,
-        largest_component=args.largest_component, fill_holes=args.fill_holes,
+        largest_component=args.largest_component, postprocess=args.postprocess,
+        fill_holes=args.fill_holes,
         flip_tta=args.flip_tta, device=args.device, force=args.force, shard=args.shard,
         threads=args.threads, prefetch=args.prefetch)
     cancel = threading.Event()

@@ -20,7 +20,10 @@ def register(subparsers) -> None:
     init = subparsers.add_parser(
         "init", help="create a project folder",
         description="Create a project: a folder with an SQLite manifest and NIfTI files. "
-                    "Classes default to the cardiac schema (background, RV, MYO, LV).")
+                    "Classes default to the cardiac schema (background, RV, MYO, LV). "
+                    "Creation is atomic; a project whose creation was interrupted (a "
+                    "manifest without schema or data) is finished, an existing project is "
+                    "never replaced.")
     init.add_argument("project", type=Path)
     init.add_argument("--classes", nargs="+", metavar="NAME",
                       help="class names in order, background first")
@@ -28,9 +31,11 @@ def register(subparsers) -> None:
     init.set_defaults(handler=run_init)
 
     add = subparsers.add_parser(
-        "add", help="add NIfTI images to a project",
+        "add", help="add images (NIfTI, NRRD, MHA/MHD, DICOM series) to a project",
         description="Add 3D NIfTI images (copied into the project, or referenced with "
-                    "--reference; a checksum detects later changes).")
+                    "--reference; a checksum detects later changes). NRRD, MHA/MHD files "
+                    "and DICOM series (a folder, or one of its files) are converted to NIfTI "
+                    "on exactly their grid and copied.")
     add.add_argument("project", type=Path)
     add.add_argument("images", nargs="+", type=Path)
     add.add_argument("--reference", action="store_true", help="do not copy the images")
@@ -48,7 +53,10 @@ def register(subparsers) -> None:
                     "imagesTr/, labelsTr/), wsl4mis (.h5 volumes), folder (NIfTI images with "
                     "NAME_gt/_seg/_label/_mask and NAME_scribble files, or images/ labels/ "
                     "scribbles/ subfolders). Dense labels become ground truth (evaluation "
-                    "only). Re-running completes an interrupted import.")
+                    "only). Re-running completes an interrupted import. With --format auto, "
+                    "a DICOM series, an NRRD/MHA/MHD file, or a folder of those (and DICOM "
+                    "series subfolders; NAME_seg etc. as ground truth) is converted to NIfTI "
+                    "and copied.")
     imp.add_argument("project", type=Path)
     imp.add_argument("source", type=Path)
     imp.add_argument("--format", default="auto",
@@ -125,6 +133,8 @@ def register(subparsers) -> None:
     exp.add_argument("--strategy", default="default")
     exp.add_argument("--version", type=int, default=None)
     exp.add_argument("--volume", action="append", default=None, help="only this volume")
+    exp.add_argument("--force", action="store_true",
+                     help="replace existing files in --out that weakseg did not write")
     exp.set_defaults(handler=run_export)
 
 
@@ -140,12 +150,14 @@ def run_init(args) -> int:
     from ..store import Project
 
     with Project.create(args.project, _schema(args.classes, args.colors)) as project:
-        print(f"created project {project.root} with classes {', '.join(project.schema.names)}")
+        what = "finished the interrupted project" if project.repaired else "created project"
+        print(f"{what} {project.root} with classes {', '.join(project.schema.names)}")
     return 0
 
 
 def run_add(args) -> int:
-    from ..store import Project
+    from ..store import ManifestError, Project, ProjectDiskError, ReadOnlyProjectError
+    from .volumes import add_any_volume, ground_truth_input
 
     if (args.name or args.ground_truth) and len(args.images) != 1:
         print("weakseg add: error: --name and --ground-truth need exactly one image")
@@ -157,8 +169,10 @@ def run_add(args) -> int:
     with Project.open(args.project) as project:
         for image in args.images:
             try:
-                record = project.add_volume(image, copy=not args.reference, name=args.name,
-                                            tags=tags)
+                record = add_any_volume(project, image, copy=not args.reference,
+                                        name=args.name, tags=tags)
+            except (ReadOnlyProjectError, ProjectDiskError, ManifestError):
+                raise  # the project's situation, not this image's: stop (one line)
             except ValueError as exc:
                 print(f"error: {exc}")
                 failed += 1
@@ -166,7 +180,9 @@ def run_add(args) -> int:
             print(f"added {record.name}: {' × '.join(map(str, record.shape))} voxels "
                   f"({'copied' if record.copied else 'referenced'})")
             if args.ground_truth:
-                project.set_ground_truth(record, args.ground_truth)
+                truth, truth_geometry = ground_truth_input(args.ground_truth)
+                project.set_ground_truth(record, truth, source=str(args.ground_truth),
+                                         geometry=truth_geometry)
                 print(f"  ground truth from {args.ground_truth}")
     return 1 if failed else 0
 
@@ -174,7 +190,10 @@ def run_add(args) -> int:
 def run_import(args) -> int:
     from ..store import Project
     from ..store.importers import detect_format, import_source, schema_for
+    from .volumes import other_format_volumes, run_import_volumes
 
+    if args.format == "auto" and (volumes := other_format_volumes(args.source)):
+        return run_import_volumes(args, volumes)  # DICOM series, NRRD, MHA/MHD
     fmt = detect_format(args.source) if args.format == "auto" else args.format
     options: dict = {}
     if args.reference:
@@ -193,6 +212,7 @@ def run_import(args) -> int:
             options["spacing"] = tuple(args.spacing)
     created = not (args.project / "project.sqlite").exists()
     with Project.open_or_create(args.project, schema_for(args.source, fmt)) as project:
+        project.check_writable()  # one line now, not one refusal per imported file
         if created:
             print(f"created project {project.root} with classes "
                   f"{', '.join(project.schema.names)}")
@@ -324,7 +344,7 @@ def run_export(args) -> int:
     with Project.open(args.project) as project:
         written = export_annotations(project, args.out, args.kind, strategy=args.strategy,
                                      encoding=args.encoding, version=args.version,
-                                     volumes=args.volume)
+                                     volumes=args.volume, force=args.force)
     print(f"wrote {len(written)} {args.kind} annotations ({args.encoding} encoding) to "
           f"{args.out}")
     return 0

@@ -34,6 +34,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
+from ..io.atomic import atomic_path, write_text_atomic
+
 __all__ = ["METRICS", "asd", "assd", "dice", "evaluate_volume", "hd95", "summarise",
            "surface_distances", "write_csv", "write_json"]
 
@@ -48,11 +51,11 @@ def _spacing(spacing, ndim: int) -> tuple[float, ...]:
     if values.size == 1:
         values = np.repeat(values, ndim)
     if values.shape != (ndim,):
-        raise ValueError(f"voxel spacing needs {ndim} values (one per array axis), "
+        raise InputError(f"voxel spacing needs {ndim} values (one per array axis), "
                          f"got {tuple(values)}")
     spacing = tuple(float(s) for s in values)
     if any(s <= 0 or not math.isfinite(s) for s in spacing):
-        raise ValueError(f"voxel spacing must be positive and finite, got {spacing}")
+        raise InputError(f"voxel spacing must be positive and finite, got {spacing}")
     return spacing
 
 
@@ -68,15 +71,54 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     return float("nan") if total == 0 else 2.0 * int((pred & gt).sum()) / total
 
 
+def _padded_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of ``mask``'s True voxels grown by one voxel on every side (clipped
+    to the array); ``mask`` must not be empty.
+
+    Inside it the surfaces and the surface distances equal the whole-volume ones: the
+    one-voxel margin is background, as the voxels outside it are, so the erosion sees the
+    same neighbourhood (where the box meets the array border, the border is the same one),
+    and every surface voxel -- every feature point of the exact Euclidean distance
+    transform -- lies inside the box. Boolean indexing keeps C order, so the distance
+    arrays come out element for element as before.
+    """
+    box = []
+    view = mask
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(view.any(axis=others) if others else view)
+        start, stop = max(int(hits[0]) - 1, 0), min(int(hits[-1]) + 2, mask.shape[axis])
+        box.append(slice(start, stop))
+        view = view[(slice(None),) * axis + (slice(start, stop),)]  # less to scan next
+    return tuple(box)
+
+
+def _directed_distances(pred: np.ndarray, gt: np.ndarray, sampling: tuple[float, ...]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``(pred → gt, gt → pred)`` surface distances of two non-empty boolean masks, computed
+    on their padded common bounding box (the distance transforms are the cost: about 100 ms →
+    4-9 ms per class on an ACDC volume, 13 s → 0.09 s for a small structure in a 120×512×512
+    volume; ``benchmarks/metrics.py``)."""
+    box = _padded_box(pred | gt)
+    pred, gt = pred[box], gt[box]
+    surface_pred, surface_gt = _surface(pred), _surface(gt)
+    d_pg = ndimage.distance_transform_edt(~surface_gt, sampling=sampling)[surface_pred]
+    d_gp = ndimage.distance_transform_edt(~surface_pred, sampling=sampling)[surface_gt]
+    return d_pg, d_gp
+
+
 def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing=None) -> np.ndarray:
     """Directed distances (units of ``spacing``) from each surface voxel of ``pred`` to the
-    surface of ``gt``; both masks must be non-empty (``ValueError`` otherwise)."""
+    surface of ``gt``; both masks must be non-empty (``ValueError`` otherwise). Computed on
+    the masks' bounding box (plus one voxel): the values are the whole-volume ones."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     if pred.shape != gt.shape:
-        raise ValueError(f"shape mismatch {pred.shape} vs {gt.shape}")
+        raise InputError(f"shape mismatch {pred.shape} vs {gt.shape}")
     if not pred.any() or not gt.any():
         raise ValueError("surface distances need two non-empty masks")
     sampling = _spacing(spacing, pred.ndim)
+    box = _padded_box(pred | gt)
+    pred, gt = pred[box], gt[box]
     distance = ndimage.distance_transform_edt(~_surface(gt), sampling=sampling)
     return distance[_surface(pred)]
 
@@ -125,7 +167,7 @@ def evaluate_volume(pred: np.ndarray, gt: np.ndarray, spacing=None, classes=None
         raise ValueError(f"empty must be one of {EMPTY_RULES}, got {empty!r}")
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+        raise InputError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     sampling = _spacing(spacing, pred.ndim)
     out: dict[str, dict[str, Any]] = {}
     for class_id, name in _class_table(classes, pred, gt).items():
@@ -133,8 +175,7 @@ def evaluate_volume(pred: np.ndarray, gt: np.ndarray, spacing=None, classes=None
         n_p, n_g = int(p.sum()), int(g.sum())
         row: dict[str, Any] = {"class_id": class_id, "pred_voxels": n_p, "gt_voxels": n_g}
         if n_p and n_g:
-            d_pg = surface_distances(p, g, sampling)
-            d_gp = surface_distances(g, p, sampling)
+            d_pg, d_gp = _directed_distances(p, g, sampling)
             row.update(dice=dice(p, g), hd95_mm=_hd95(d_pg, d_gp),
                        assd_mm=float(np.mean((d_pg.mean(), d_gp.mean()))),
                        asd_mm=float(d_pg.mean()), status="ok")
@@ -207,7 +248,7 @@ def write_json(path, results: Mapping[str, Any], summary: Mapping[str, Any] | No
     path = Path(path)
     payload = {"volumes": results, "summary": summary if summary is not None
                else summarise(results), **meta}
-    path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -220,7 +261,7 @@ def write_csv(path, results: Mapping[str, Mapping[str, Mapping[str, Any]]],
     ``"mean"`` and ``"std"`` per class and for ``"overall"``); NaN written as ``nan``."""
     path = Path(path)
     summary = summary if summary is not None else summarise(results)
-    with path.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for volume, per_class in results.items():

@@ -16,6 +16,16 @@ in mL are voxel counts × the voxel volume from the header's pixdim (mm³ / 1000
 in nats; ``mean_uncertainty`` is the mean entropy / ln C over the voxels predicted as
 foreground (over all voxels when none is), in [0, 1].
 
+Prediction goes through :class:`~napari_weakseg.inference.predictor.Predictor`: the
+model's recorded pre-processing and, by default, its recorded post-processing
+(``ExportOptions.postprocess`` overrides it explicitly: ``none``, ``largest``, ``anatomy``;
+the manifest records which was used and where the choice came from).
+
+QC that cannot lie: ``cardiac.csv`` has a ``qc`` column — ``ok`` only when no measurement
+of the pair comes from a fragmented mask (a class with ≥ 5 % of its voxels outside its
+largest 3D component, as measured), an ejection fraction outside 5–90 %, an empty cavity, or
+a class not enclosed by the class the label schema says encloses it (e.g. LV by MYO).
+
 Resume: a volume is skipped when its manifest record says it was exported by the same
 model (hash of the weights and of the network/classes/pre-processing config) with the same
 label options from the same input (size and mtime, else SHA-256), and its outputs exist.
@@ -31,7 +41,6 @@ together; group ``g`` goes to shard ``g mod n``. Under ``torchrun`` the shard is
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -54,7 +63,12 @@ from ..io.atomic import fsync_dir, write_bytes_atomic
 from ..io.errors import VolumeError
 from ..io.nifti import (LABEL_NAME_PATTERN, Volume, is_nifti_path, read_volume,
                         strip_nifti_suffix, write_labels, write_volume)
-from ..nets.model_folder import WEIGHTS, read_config
+from ..io.formats import read_any, volume_format, volume_name
+from ..errors import InputError, OptionError, OutputError
+from ..nets.model_folder import model_identity
+from ..postprocess import (POSTPROCESSORS, Postprocessing, component_count, enclosed_fraction,
+                           fill_holes, keep_largest_component)
+from .predictor import Predictor as _Predictor
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +88,12 @@ MYOCARDIUM_DENSITY_G_PER_ML = 1.05
 #: a class is "fragmented" when at least this fraction of its voxels lies outside its
 #: largest connected component (26-connectivity, raw network output)
 FRAGMENT_FRACTION = 0.05
+#: a class with an ``enclosed_by`` rule is "not enclosed" when less than this fraction of
+#: its voxels lies inside the enclosing class (hole-filled, per slice). On the 160 ACDC
+#: ground-truth masks the LV-in-MYO fraction is ≥ 0.71 (1st percentile 0.88).
+ENCLOSED_FRACTION = 0.7
+#: plausible ejection fraction (%); outside it the cardiac row is flagged
+EF_RANGE = (5.0, 90.0)
 CARDIAC_ALIASES = {
     "LV": ("lv", "lv_cavity", "left_ventricle", "left_ventricular_cavity"),
     "RV": ("rv", "rv_cavity", "right_ventricle", "right_ventricular_cavity"),
@@ -159,16 +179,16 @@ def discover_inputs(sources: Iterable[str | os.PathLike], *,
                         _project_reader(project, record.id)))
             elif path.is_dir():
                 for file in sorted(p for p in path.iterdir()
-                                   if p.is_file() and is_nifti_path(p)
+                                   if p.is_file() and volume_format(p) in ("nifti", "sitk")
                                    and not p.name.startswith(".")):
                     if LABEL_NAME_PATTERN.search(file.name):
                         ignored.append(f"{file}: named like a label file; not exported")
                         continue
-                    items.append(ExportItem(strip_nifti_suffix(file.name), file))
+                    items.append(ExportItem(volume_name(file), file))
             else:
-                items.append(ExportItem(strip_nifti_suffix(path.name), path))
+                items.append(ExportItem(volume_name(path), path))
         if tags and not projects:
-            raise ValueError("tag filters select volumes of a project; no project was given")
+            raise OptionError("tag filters select volumes of a project; no project was given")
         parsed = acdc_tags(item.name for item in items)
         items = [ExportItem(item.name, item.path, {**parsed.get(item.name, {}), **item.tags},
                             item.sha256, item.reader) for item in items]
@@ -176,7 +196,7 @@ def discover_inputs(sources: Iterable[str | os.PathLike], *,
         for item in items:
             key = safe_name(item.name).lower()
             if key in seen:
-                raise ValueError(f"{item.path}: its output name {safe_name(item.name)!r} is "
+                raise OutputError(f"{item.path}: its output name {safe_name(item.name)!r} is "
                                  f"also that of {seen[key].path}; export them separately")
             seen[key] = item
     except BaseException:
@@ -198,10 +218,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` (0-based ``i`` < ``n``) → ``(i, n)``; ``ValueError`` otherwise."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
-        raise ValueError(f"shard must read i/n (e.g. 0/4), got {text!r}")
+        raise OptionError(f"shard must read i/n (e.g. 0/4), got {text!r}")
     index, count = int(match[1]), int(match[2])
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard {text!r}: need 0 <= i < n (i is 0-based)")
+        raise OptionError(f"shard {text!r}: need 0 <= i < n (i is 0-based)")
     return index, count
 
 
@@ -213,10 +233,10 @@ def resolve_shard(shard: tuple[int, int] | None,
     world = int(environ.get("WORLD_SIZE", "1") or 1)
     rank = int(environ.get("RANK", "0") or 0)
     if not 0 <= rank < world:
-        raise ValueError(f"RANK {rank} is outside WORLD_SIZE {world}")
+        raise OptionError(f"RANK {rank} is outside WORLD_SIZE {world}")
     index, count = shard if shard is not None else (0, 1)
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: need 0 <= i < n")
+        raise OptionError(f"shard {index}/{count}: need 0 <= i < n")
     return index * world + rank, count * world
 
 
@@ -240,110 +260,21 @@ class Predictor(Protocol):
     def predict(self, image: np.ndarray, flip_tta: bool = False): ...
 
 
-def model_identity(folder: str | os.PathLike) -> str:
-    """16 hex digits of SHA-256 over the network/classes/pre-processing config and the
-    weight file's bytes."""
-    folder = Path(folder)
-    config = read_config(folder)
-    digest = hashlib.sha256(json.dumps(
-        {k: config[k] for k in ("network", "classes", "preprocessing")},
-        sort_keys=True).encode())
-    with open(folder / WEIGHTS, "rb") as handle:
-        digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()[:16]
-
-
-class ModelPredictor:
-    """A model folder for export on ``device`` (``auto``: CUDA, MPS, CPU; under
-    ``torchrun`` CUDA means ``cuda:LOCAL_RANK``). The config and identity are read at once;
-    the network is loaded by :meth:`load` (or the first :meth:`predict`)."""
+class ModelPredictor(_Predictor):
+    """A model folder for export: the shared
+    :class:`~napari_weakseg.inference.predictor.Predictor` (recorded pre- and
+    post-processing; ``postprocess`` overrides the latter)."""
 
     def __init__(self, folder: str | os.PathLike, device: str = "auto",
-                 batch_slices: int = 16):
-        self.folder = Path(folder)
-        self.config = read_config(self.folder)
-        self.identity = model_identity(self.folder)
-        self.classes = list(self.config["classes"])
-        size = self.config["preprocessing"]["size"]
-        self.size = tuple(size) if isinstance(size, (list, tuple)) else int(size)
-        self.requested_device = device or "auto"
-        self.batch_slices = batch_slices
-        self.net = None
-        self.device = None
-
-    def load(self) -> None:
-        """Build the network and load the weights (raises for a bad model folder)."""
-        if self.net is not None:
-            return
-        from ..nets.model_folder import load_model
-        from ..training.trainer import select_device
-
-        chosen = select_device(self.requested_device)
-        if chosen.type == "cuda" and chosen.index is None and "LOCAL_RANK" in os.environ:
-            import torch
-
-            chosen = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        self.net, _ = load_model(self.folder, device=str(chosen))
-        self.device = chosen
-
-    def predict(self, image: np.ndarray, flip_tta: bool = False):
-        from .predict import predict_volume
-
-        self.load()
-        return predict_volume(self.net, image, self.size, device=self.device,
-                              flip_tta=flip_tta, batch_slices=self.batch_slices)
+                 batch_slices: int = 16, postprocess: str | None = None):
+        super().__init__(folder, device or "auto", postprocess, batch_slices=batch_slices)
 
 
 # -- post-processing ---------------------------------------------------------------------------
-def keep_largest_component(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per foreground class, keep the largest 3D connected component (26-connectivity);
-    the other voxels of that class become background (0). Returns a new array."""
-    from scipy import ndimage
-
-    out = np.array(labels, copy=True)
-    structure = ndimage.generate_binary_structure(3, 3)
-    for c in range(1, num_classes):
-        mask = out == c
-        if not mask.any():
-            continue
-        components, n = ndimage.label(mask, structure)
-        if n > 1:
-            sizes = np.bincount(components.ravel())[1:]
-            out[mask & (components != int(np.argmax(sizes)) + 1)] = 0
-    return out
-
-
-def fill_holes(labels: np.ndarray) -> np.ndarray:
-    """Slice by slice (axis 0), a background region (4-connected) that does not touch the
-    slice border and borders exactly one class becomes that class — a hole inside the
-    myocardium ring that borders the LV too is left alone. Returns a new array."""
-    from scipy import ndimage
-
-    out = np.array(labels, copy=True)
-    cross = ndimage.generate_binary_structure(2, 1)
-    for z in range(out.shape[0]):
-        plane = out[z]
-        background = plane == 0
-        if background.all() or not background.any():
-            continue
-        components, n = ndimage.label(background, cross)
-        border = set(np.unique(np.concatenate([components[0], components[-1],
-                                               components[:, 0], components[:, -1]])))
-        for index, box in enumerate(ndimage.find_objects(components), start=1):
-            if box is None or index in border:
-                continue
-            box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-            region = components[box] == index
-            ring = ndimage.binary_dilation(region, cross) & ~region
-            neighbours = np.unique(plane[box][ring])
-            if neighbours.size == 1 and neighbours[0] != 0:
-                plane[box][region] = neighbours[0]
-    return out
-
-
 def postprocess(labels: np.ndarray, num_classes: int, *, largest_component: bool = False,
                 holes: bool = False) -> np.ndarray:
-    """Largest component per class first, then hole filling (each optional)."""
+    """Largest component per class first, then hole filling (each optional). Legacy
+    helper: the export post-processes by name (:mod:`napari_weakseg.postprocess`)."""
     if largest_component:
         labels = keep_largest_component(labels, num_classes)
     if holes:
@@ -354,12 +285,17 @@ def postprocess(labels: np.ndarray, num_classes: int, *, largest_component: bool
 # -- measurements ------------------------------------------------------------------------------
 def measure_volume(labels: np.ndarray, voxel_ml: float, classes: Sequence[str], *,
                    entropy: np.ndarray | None = None,
-                   raw_labels: np.ndarray | None = None) -> dict[str, Any]:
+                   raw_labels: np.ndarray | None = None,
+                   rules: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """Per foreground class: ``voxels`` and ``ml`` (voxels × ``voxel_ml``); the QC:
     ``mean_uncertainty`` (mean ``entropy`` / ln C over predicted foreground, all voxels
     when there is none; ``None`` without entropy) and ``qc`` flags — ``empty:CLASS`` (no
     voxel in ``labels``) and ``fragmented:CLASS`` (in ``raw_labels``, default ``labels``,
-    ≥ :data:`FRAGMENT_FRACTION` of the class outside its largest 26-connected component)."""
+    ≥ :data:`FRAGMENT_FRACTION` of the class outside its largest 26-connected component),
+    ``not_enclosed:CLASS`` (a schema rule ``enclosed_by`` in ``rules`` and less than
+    :data:`ENCLOSED_FRACTION` of the class inside its enclosing class). Also returned:
+    ``measured_fragments`` / ``measured_outside`` (components of ``labels`` itself and the
+    fraction outside the largest) and ``enclosed`` (class → fraction inside)."""
     from scipy import ndimage
 
     num_classes = len(classes)
@@ -382,13 +318,26 @@ def measure_volume(labels: np.ndarray, voxel_ml: float, classes: Sequence[str], 
             sizes = np.bincount(components.ravel())[1:]
             if 1.0 - sizes.max() / sizes.sum() >= FRAGMENT_FRACTION:
                 flags.append(f"fragmented:{name}")
+    measured_fragments, measured_outside = {}, {}
+    for c, name in enumerate(classes):
+        if c:
+            measured_fragments[name], measured_outside[name] = component_count(
+                np.asarray(labels) == c)
+    enclosed = {}
+    for inner, outer in Postprocessing("none", dict(rules or {})).enclosures(classes):
+        fraction = enclosed_fraction(labels, inner, outer)
+        if fraction is not None:
+            enclosed[classes[inner]] = fraction
+            if fraction < ENCLOSED_FRACTION:
+                flags.append(f"not_enclosed:{classes[inner]}")
     mean_uncertainty = None
     if entropy is not None:
         foreground = np.asarray(labels) > 0
         values = entropy[foreground] if foreground.any() else entropy
         mean_uncertainty = float(values.mean() / math.log(num_classes)) if values.size else 0.0
     return {"voxels": voxels, "ml": ml, "mean_uncertainty": mean_uncertainty,
-            "qc": flags, "fragments": fragments}
+            "qc": flags, "fragments": fragments, "measured_fragments": measured_fragments,
+            "measured_outside": measured_outside, "enclosed": enclosed}
 
 
 def cardiac_class_names(classes: Sequence[str]) -> dict[str, str]:
@@ -420,6 +369,41 @@ def cardiac_function(ed_ml: Mapping[str, float], es_ml: Mapping[str, float]
     return out
 
 
+def cardiac_qc(function: Mapping[str, float | None], ed: Mapping[str, Any],
+               es: Mapping[str, Any], cardiac: Mapping[str, str]) -> list[str]:
+    """Flags of one ED/ES pair's cardiac row (empty: ok). ``ed``/``es``: the frames'
+    measurements (:func:`measure_volume`), ``cardiac``: canonical → class name.
+
+    ``fragmented:CLASS@FRAME`` (the measured mask has ≥ :data:`FRAGMENT_FRACTION` of the
+    class outside its largest 3D component), ``empty:CLASS@FRAME``,
+    ``not_enclosed:CLASS@FRAME`` (a schema ``enclosed_by`` rule fails, see
+    :func:`measure_volume`), ``implausible_EF:LV=…`` (EF outside :data:`EF_RANGE`, or none)."""
+    flags = []
+    for frame, m in (("ED", ed), ("ES", es)):
+        for canonical in ("LV", "RV", "MYO"):
+            name = cardiac.get(canonical)
+            if name is None:
+                continue
+            if not m["voxels"].get(name):
+                flags.append(f"empty:{name}@{frame}")
+                continue
+            outside = m.get("measured_outside", {}).get(name)
+            if outside is None:  # a record without it: judge by the raw output
+                outside = FRAGMENT_FRACTION if f"fragmented:{name}" in m["qc"] else 0.0
+            if outside >= FRAGMENT_FRACTION:
+                flags.append(f"fragmented:{name}@{frame}")
+        flags += [f"{flag}@{frame}" for flag in m["qc"] if flag.startswith("not_enclosed:")]
+    low, high = EF_RANGE
+    for cavity in ("LV", "RV"):
+        key = f"{cavity}_EF_pct"
+        if key in function:
+            ef = function[key]
+            if ef is None or not low <= ef <= high:
+                shown = "none" if ef is None else f"{ef:.1f}"
+                flags.append(f"implausible_EF:{cavity}={shown}")
+    return list(dict.fromkeys(flags))
+
+
 def cardiac_pairs(items: Sequence[ExportItem]) -> dict[str, tuple[str, str]]:
     """``subject → (ED name, ES name)`` for subjects with exactly one volume tagged
     ``frame`` ED and one ES."""
@@ -437,7 +421,9 @@ def cardiac_pairs(items: Sequence[ExportItem]) -> dict[str, tuple[str, str]]:
 class ExportOptions:
     """What to write and how. ``shard``: ``(i, n)`` 0-based (``None``: the whole cohort,
     or the ``torchrun`` rank's part); ``prefetch``: volumes read ahead by a background
-    thread (0: read inline); ``threads``: torch CPU threads (``None``: torch's default)."""
+    thread (0: read inline); ``threads``: torch CPU threads (``None``: torch's default).
+    ``postprocess``: ``none``, ``largest`` or ``anatomy`` (``None``: the model's recorded
+    post-processing); ``largest_component`` is the old spelling of ``postprocess="largest"``."""
 
     probabilities: bool = False
     uncertainty: bool = False
@@ -450,10 +436,25 @@ class ExportOptions:
     prefetch: int = 1
     threads: int | None = None
     batch_slices: int = 16
+    postprocess: str | None = None
 
-    def label_options(self) -> dict[str, bool]:
-        """The options that change the labels (a change redoes the volume)."""
-        return {"flip_tta": self.flip_tta, "largest_component": self.largest_component,
+    def __post_init__(self):
+        if self.postprocess is not None and self.postprocess not in POSTPROCESSORS:
+            raise OptionError(f"--postprocess: {self.postprocess!r} is not one of "
+                              f"{', '.join(POSTPROCESSORS)}")
+        if self.postprocess not in (None, "largest") and self.largest_component:
+            raise OptionError(f"--largest-component contradicts --postprocess "
+                              f"{self.postprocess}")
+
+    def requested_postprocess(self) -> str | None:
+        """The explicit choice (``largest_component`` means ``largest``), else ``None``."""
+        return self.postprocess or ("largest" if self.largest_component else None)
+
+    def label_options(self, recorded: str = "none") -> dict:
+        """The options that change the labels (a change redoes the volume); ``recorded``:
+        the model's post-processing, used unless one is requested."""
+        return {"flip_tta": self.flip_tta,
+                "postprocess": self.requested_postprocess() or recorded,
                 "fill_holes": self.fill_holes}
 
     def maps(self) -> list[str]:
@@ -541,7 +542,7 @@ class _Export:
     def __init__(self, model, cohort: Cohort, out_dir: Path, options: ExportOptions,
                  progress, cancel, message):
         if not cohort.items:
-            raise ValueError("no input volumes found" + (
+            raise InputError("no input volumes found" + (
                 f" ({len(cohort.ignored)} files left out: {cohort.ignored[0]} …)"
                 if cohort.ignored else ""))
         self.model = model
@@ -562,7 +563,7 @@ class _Export:
             for folder in MAP_DIRS.values():
                 target = (self.out / folder / f"{safe_name(item.name)}.nii.gz").resolve()
                 if str(target) in inputs:
-                    raise ValueError(f"{target}: the export would replace this input; choose "
+                    raise OutputError(f"{target}: the export would replace this input; choose "
                                      "another output folder")
 
     def _output(self, kind: str, item: ExportItem) -> Path:
@@ -598,7 +599,7 @@ class _Export:
     def _record_is_current(self, record: dict | None) -> bool:
         return (record is not None and record.get("status") == "ok"
                 and record.get("model_id") == self.model_id
-                and record.get("options") == self.options.label_options()
+                and record.get("options") == self.label_options
                 and set(self.options.maps()) <= set(record.get("outputs", {})))
 
     def _up_to_date(self, item: ExportItem) -> bool:
@@ -634,7 +635,7 @@ class _Export:
         from ..store.project import sha256_file
 
         stat = item.path.stat() if item.path.exists() else None
-        volume = item.reader() if item.reader else read_volume(item.path, allow_4d=False)
+        volume = item.reader() if item.reader else read_any(item.path, allow_4d=False)
         digest = item.sha256 or sha256_file(item.path)
         return volume, {"path": str(item.path.resolve()),
                         "size": stat.st_size if stat else None,
@@ -648,6 +649,13 @@ class _Export:
         self.predictor = predictor
         self.model_id = predictor.identity
         self.classes = list(predictor.classes)
+        recorded = getattr(predictor, "recorded_postprocessing", None) or Postprocessing("none")
+        requested = self.options.requested_postprocess()
+        self.post = recorded.with_name(requested)
+        self.postprocess_info = {"name": self.post.name,
+                                 "source": "override" if requested else "model",
+                                 "model": recorded.name, "rules": dict(recorded.rules)}
+        self.label_options = self.options.label_options(recorded.name)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / MANIFEST_DIR).mkdir(exist_ok=True)
         distributed = _init_distributed()
@@ -716,7 +724,23 @@ class _Export:
         return report
 
     def _load_model(self) -> ModelPredictor:
-        return ModelPredictor(self.model, self.options.device, self.options.batch_slices)
+        return ModelPredictor(self.model, self.options.device, self.options.batch_slices,
+                              postprocess=self.options.requested_postprocess())
+
+    def _predict(self, volume):
+        """The prediction with the effective post-processing: through the shared
+        :class:`Predictor`, or (another object with ``predict(image, flip_tta)``) its raw
+        labels post-processed here by name."""
+        if isinstance(self.predictor, _Predictor):
+            return self.predictor.predict(volume.data, volume.geometry.spatial_spacing,
+                                          flip_tta=self.options.flip_tta,
+                                          postprocess=self.post.name)
+        prediction = self.predictor.predict(volume.data, flip_tta=self.options.flip_tta)
+        raw = np.asarray(prediction.labels)
+        prediction.raw_labels = raw
+        prediction.labels = self.post(raw, self.classes, prediction.probabilities)
+        prediction.postprocess = self.post.name
+        return prediction
 
     def _export_one(self, item: ExportItem, loaded) -> tuple[str, str, float]:
         start = time.perf_counter()
@@ -724,14 +748,16 @@ class _Export:
             if isinstance(loaded, BaseException):
                 raise loaded
             volume, input_info = loaded
-            prediction = self.predictor.predict(volume.data, flip_tta=self.options.flip_tta)
-            raw = np.asarray(prediction.labels)
-            labels = postprocess(raw, len(self.classes),
-                                 largest_component=self.options.largest_component,
-                                 holes=self.options.fill_holes)
+            prediction = self._predict(volume)
+            raw = np.asarray(prediction.raw_labels if prediction.raw_labels is not None
+                             else prediction.labels)
+            labels = np.asarray(prediction.labels)
+            if self.options.fill_holes:
+                labels = fill_holes(labels)
             geometry = volume.geometry
             measurements = measure_volume(labels, geometry.voxel_volume_ml, self.classes,
-                                          entropy=prediction.entropy, raw_labels=raw)
+                                          entropy=prediction.entropy, raw_labels=raw,
+                                          rules=self.post.rules)
             outputs = self._write_outputs(item, geometry, labels, prediction)
         except Exception as exc:  # one bad volume never stops the cohort
             seconds = time.perf_counter() - start
@@ -741,8 +767,8 @@ class _Export:
             self._write_record(item, {
                 "version": RECORD_VERSION, "name": item.name, "status": "failed",
                 "error": text, "input": {"path": str(item.path)}, "model_id": self.model_id,
-                "options": self.options.label_options(), "tags": dict(item.tags),
-                "kept_outputs": kept, "finished_at": _now()})
+                "options": self.label_options, "postprocess": self.postprocess_info,
+                "tags": dict(item.tags), "kept_outputs": kept, "finished_at": _now()})
             self._log(f"failed {item.name}: {text}"
                       + (f" (earlier outputs kept: {', '.join(kept)})" if kept else ""))
             if not isinstance(exc, VolumeError):
@@ -752,7 +778,9 @@ class _Export:
         self._write_record(item, {
             "version": RECORD_VERSION, "name": item.name, "status": "ok", "error": None,
             "input": input_info, "model_id": self.model_id,
-            "options": self.options.label_options(), "outputs": outputs,
+            "options": self.label_options, "postprocess": self.postprocess_info,
+            "preprocessing": getattr(self.predictor, "config", {}).get("preprocessing"),
+            "outputs": outputs,
             "tags": dict(item.tags), "shape": list(geometry.spatial_shape),
             "spacing_mm": list(geometry.spatial_spacing), "voxel_ml": geometry.voxel_volume_ml,
             "measurements": measurements, "seconds": round(seconds, 3), "finished_at": _now()})
@@ -843,10 +871,13 @@ class _Export:
         path = self.out / MEASUREMENTS_CSV
         _write_csv(path, columns, rows)
         if pairs:
-            subject_columns = ["subject", "ED", "ES", "status"] + cardiac_columns
+            subject_columns = ["subject", "ED", "ES", "status"] + cardiac_columns + ["qc"]
             subject_rows = [{"subject": s, "ED": ed, "ES": es,
                              "status": "ok" if s in function else "incomplete",
-                             **{k: _fmt(v) for k, v in function.get(s, {}).items()}}
+                             **{k: _fmt(v) for k, v in function.get(s, {}).items()},
+                             "qc": ";".join(cardiac_qc(
+                                 function[s], ok[ed]["measurements"], ok[es]["measurements"],
+                                 cardiac)) or "ok" if s in function else ""}
                             for s, (ed, es) in pairs.items()]
             _write_csv(self.out / CARDIAC_CSV, subject_columns, subject_rows)
         return path
@@ -963,6 +994,7 @@ def _json_default(value):
 __all__ = [
     "Cohort", "ExportItem", "ExportOptions", "ExportProgress", "ExportReport",
     "ModelPredictor", "Predictor", "cardiac_class_names", "cardiac_function", "cardiac_pairs",
+    "cardiac_qc",
     "discover_inputs", "export_cohort", "fill_holes", "keep_largest_component",
     "measure_volume", "model_identity", "parse_shard", "postprocess", "resolve_shard",
     "safe_name", "shard_items",

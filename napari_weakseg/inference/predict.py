@@ -1,17 +1,26 @@
 """Whole-volume prediction with the 2D network, back on the volume's own grid.
 
-Each slice is normalised with the volume's statistics (the training rule), resized to the
-model's training size (bilinear), predicted in batches of slices, and the softmax
-probabilities are resized back (bilinear) to the slice size before the argmax — so the
-label map lies exactly on the input grid. Optional flip test-time augmentation averages
-the probabilities of the plain, left-right and up-down flipped slices. ``pipeline="wsl4mis"``
-instead reproduces the reference evaluation (nearest-neighbour resize of the image to the
-training size and of the *label map* back; methods-as-coded §2.8).
+Each volume is normalised with its own statistics (the model's recorded normaliser), each
+slice brought to the network's resolution by the model's pre-processing
+(:class:`napari_weakseg.preprocess.Preprocessing`: ``resize`` to the training size, or
+``spacing``: resampled to the target spacing and padded to a multiple of 16), predicted in
+batches of slices, and the softmax probabilities are mapped back (bilinear) onto the slice
+grid before the argmax — so the label map lies exactly on the input grid. Optional flip
+test-time augmentation averages the probabilities of the plain, left-right and up-down
+flipped slices. ``pipeline="wsl4mis"`` instead reproduces the reference evaluation
+(nearest-neighbour resize of the image to the training size and of the *label map* back;
+methods-as-coded §2.8).
+
+Every path (CLI, demo, widgets, export, the trainer's validation) goes through
+:class:`napari_weakseg.inference.predictor.Predictor`, which reads the pre- and
+post-processing a model records; :func:`predict_volume` is the low-level ``resize`` call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..errors import InputError
 
 import numpy as np
 
@@ -19,52 +28,74 @@ import numpy as np
 @dataclass(eq=False)
 class Prediction:
     """``labels`` (Z, Y, X) uint8/uint16 class indices, ``probabilities`` (C, Z, Y, X)
-    float32 (``None`` for the wsl4mis pipeline), ``entropy`` (Z, Y, X) float32 in nats."""
+    float32 (``None`` for the wsl4mis pipeline), ``entropy`` (Z, Y, X) float32 in nats.
+    From a :class:`~napari_weakseg.inference.predictor.Predictor`: ``labels`` are
+    post-processed (``postprocess`` names how), ``raw_labels`` is the argmax before."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None
     entropy: np.ndarray | None
+    raw_labels: np.ndarray | None = None
+    postprocess: str | None = None
 
 
 def predict_volume(net, image: np.ndarray, size: int | tuple[int, int], *, device="cpu",
                    batch_slices: int = 16, flip_tta: bool = False, normalise: bool = True,
                    pipeline: str = "bilinear") -> Prediction:
-    """Predict every slice of ``image`` (Z, Y, X); see the module docstring."""
-    import torch
-    import torch.nn.functional as F
-
-    from ..training.data import normalise_intensity, resize_slice
+    """Predict every slice of ``image`` (Z, Y, X) resized whole to ``size`` (the legacy
+    ``resize`` pre-processing with the WSL4MIS normaliser); see the module docstring."""
+    from ..preprocess import Preprocessing, normalise_intensity, resize_slice
 
     size = (size, size) if isinstance(size, int) else tuple(size)
+    if pipeline != "wsl4mis":
+        return predict_with(net, image, Preprocessing("resize", size=size), device=device,
+                            batch_slices=batch_slices, flip_tta=flip_tta,
+                            normalise=normalise)
+    import torch
+
     volume = normalise_intensity(image) if normalise else np.asarray(image, np.float32)
     nz, h, w = volume.shape
     was_training = net.training
     net.eval()
-    probs_out = None if pipeline == "wsl4mis" else np.zeros((0,), np.float32)
     labels = np.zeros((nz, h, w), np.int64)
+    try:
+        with torch.no_grad():
+            for start in range(0, nz, batch_slices):
+                block = volume[start:start + batch_slices]
+                x = np.stack([resize_slice(s, size, 0) for s in block])
+                x = torch.from_numpy(np.ascontiguousarray(x[:, None], np.float32)).to(device)
+                small = _forward_probs(net, x, flip_tta).argmax(1).cpu().numpy()
+                labels[start:start + len(block)] = np.stack(
+                    [resize_slice(s, (h, w), 0) for s in small])
+    finally:
+        net.train(was_training)
+    return Prediction(labels.astype(np.uint8), None, None)
+
+
+def predict_with(net, image: np.ndarray, preprocessing, *, spacing=None, device="cpu",
+                 batch_slices: int = 16, flip_tta: bool = False,
+                 normalise: bool = True) -> Prediction:
+    """Predict ``image`` (Z, Y, X; voxel ``spacing`` (z, y, x) mm, needed by the
+    ``spacing`` pre-processing) through ``preprocessing``; labels = the argmax (no
+    post-processing). ``normalise=False``: ``image`` is normalised already."""
+    import torch
+
+    volume = preprocessing.normalise(image) if normalise else np.asarray(image, np.float32)
+    nz, h, w = volume.shape
+    was_training = net.training
+    net.eval()
     chunks = []
     try:
         with torch.no_grad():
             for start in range(0, nz, batch_slices):
                 block = volume[start:start + batch_slices]
-                if pipeline == "wsl4mis":
-                    x = np.stack([resize_slice(s, size, 0) for s in block])
-                else:
-                    x = resize_slice(block, size, 1)
-                x = torch.from_numpy(np.ascontiguousarray(x[:, None], np.float32)).to(device)
-                probs = _forward_probs(net, x, flip_tta)
-                if pipeline == "wsl4mis":
-                    small = probs.argmax(1).cpu().numpy()
-                    labels[start:start + len(block)] = np.stack(
-                        [resize_slice(s, (h, w), 0) for s in small])
-                else:
-                    probs = F.interpolate(probs, size=(h, w), mode="bilinear",
-                                          align_corners=False)
-                    chunks.append(probs.cpu().numpy().astype(np.float32))
+                probs = preprocessing.forward_probabilities(
+                    lambda x: _forward_probs(net, x, flip_tta), block, spacing, device)
+                chunks.append(probs.cpu().numpy().astype(np.float32))
     finally:
         net.train(was_training)
-    if pipeline == "wsl4mis":
-        return Prediction(labels.astype(np.uint8), None, None)
+    if not chunks:
+        raise InputError(f"nothing to predict: the volume has shape {volume.shape}")
     probs_out = np.concatenate(chunks, axis=0).transpose(1, 0, 2, 3)  # C, Z, Y, X
     probs_out /= probs_out.sum(axis=0, keepdims=True)
     labels = probs_out.argmax(axis=0)

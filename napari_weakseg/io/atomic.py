@@ -2,21 +2,44 @@
 
 Every writer of the project goes through :func:`atomic_path`: write into a temporary file
 in the target's folder, fsync it, rename it over the target, fsync the folder.
+
+Portable (POSIX and Windows): the data is flushed through a handle opened for writing
+(Windows' ``_commit`` refuses a read-only one); the folder is fsynced only where the
+platform can (POSIX opens directories; Windows cannot, and NTFS journals the rename); the
+temporary file is created with mode ``0o666`` so the process umask gives the finished file
+its usual permissions, without reading (that is, changing) the process-wide umask.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-# mkstemp creates 0600 files; finished files get the usual 0666 & ~umask (read once here,
-# since reading the umask means setting it)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+_CREATE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+# directory fsync is unsupported on some file systems / platforms: not an error there
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES, errno.EPERM,
+                          getattr(errno, "EOPNOTSUPP", errno.ENOTSUP), errno.EISDIR}
+
+
+def _create_temporary(folder: Path, name: str, suffix: str) -> Path:
+    """Create a new empty file ``.NAME.RANDOM<suffix>`` in ``folder`` (mode 0o666 & ~umask,
+    like any file the process creates) and return its path."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(folder))
 
 
 @contextmanager
@@ -29,11 +52,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, FILE_MODE)
+    tmp = _create_temporary(target.parent, target.name, suffix)
     try:
-        yield Path(tmp)
+        yield tmp
         fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
@@ -46,19 +67,53 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``target`` atomically; returns the path."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
 
 
+def write_text_atomic(target: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``target`` atomically (``\\n`` line ends on every platform)."""
+    return write_bytes_atomic(target, text.encode(encoding))
+
+
+def write_json_atomic(target: str | os.PathLike, data: Any, *, indent: int | None = 2,
+                      **dumps_options: Any) -> Path:
+    """``json.dumps(data)`` (plus a final newline) written to ``target`` atomically."""
+    return write_text_atomic(target, json.dumps(data, indent=indent, **dumps_options) + "\n")
+
+
 def fsync_file(path: str | os.PathLike) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    """Flush a file's data to disk through a handle opened for writing (required on
+    Windows, where fsync on a read-only handle fails)."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) where the platform supports it: a no-op
+    on Windows (directories cannot be opened; NTFS journals metadata) and on file systems
+    that refuse to fsync a directory."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        if exc.errno in _DIR_FSYNC_UNSUPPORTED:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
+__all__ = ["atomic_path", "fsync_dir", "fsync_file", "write_bytes_atomic",
+           "write_json_atomic", "write_text_atomic"]

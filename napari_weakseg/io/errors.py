@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 
-class VolumeError(ValueError):
+
+class VolumeError(InputError):
     """A volume file cannot be used; ``str(error)`` reads ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | Path | None, problem: str):

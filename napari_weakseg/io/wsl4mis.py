@@ -52,9 +52,16 @@ def normalise_wsl4mis(image: np.ndarray) -> np.ndarray:
     return ((clipped - low) / (top - low)).astype(np.float32)
 
 
+def _h5py():
+    """h5py, an optional dependency (the ``wsl4mis`` extra): imported on first use."""
+    from .optional import require
+
+    return require("h5py", "wsl4mis", "reading and writing WSL4MIS .h5 files")
+
+
 def read_wsl4mis_h5(path: str | os.PathLike) -> WSL4MISCase:
     """Read one WSL4MIS ``.h5`` file; errors name the file and the problem."""
-    import h5py
+    h5py = _h5py()
 
     path = Path(path)
     if not path.exists():
@@ -91,7 +98,7 @@ def write_wsl4mis_h5(path: str | os.PathLike, image: np.ndarray,
     ``image`` float32 (normalised with :func:`normalise_wsl4mis` when ``normalise``),
     ``label`` uint8, ``scribble`` uint16 — all in the WSL4MIS convention, same shape.
     """
-    import h5py
+    h5py = _h5py()
 
     path = Path(path)
     image = np.asarray(image)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ..errors import UnknownNameError
 from .base import ANNOTATION_KINDS, LossOutput, Method, OptimizerSpec
 
 __all__ = ["ANNOTATION_KINDS", "LossOutput", "Method", "OptimizerSpec", "available_methods",
@@ -33,4 +34,4 @@ def get_method(method_id: str) -> type[Method]:
     try:
         return methods[method_id]
     except KeyError:
-        raise KeyError(f"unknown method {method_id!r}; available: {sorted(methods)}") from None
+        raise UnknownNameError(f"unknown method {method_id!r}; available: {sorted(methods)}") from None

@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..errors import OptionError
+
 ANNOTATION_KINDS = ("scribble", "coarse_pos", "coarse_neg", "partial", "sparse", "dense")
 
 
@@ -77,7 +79,7 @@ class Method:
         if self.DEFAULTS is not None:
             unknown = set(options) - set(self.DEFAULTS)
             if unknown:
-                raise ValueError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
+                raise OptionError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
                                  f"known: {sorted(self.DEFAULTS)}")
             options = {**self.DEFAULTS, **options}
         self.num_classes = num_classes

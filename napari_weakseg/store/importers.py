@@ -20,14 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import OutputError
 from ..io.errors import VolumeError
+from ..io.paths import OutputFolder, safe_stem
 from ..io.geometry import VolumeGeometry
 from ..io.nifti import (LABEL_NAME_PATTERN, is_nifti_path, read_labels, strip_nifti_suffix,
                         write_labels, write_volume)
 from ..schema import LabelSchema
 from ..weak.encoding import CLASS_KINDS, to_wsl4mis
 from .project import Project
-from .records import NotFoundError, StoreError, VolumeRecord
+from .manifest import ManifestError
+from .records import (NotFoundError, ProjectDiskError, ReadOnlyProjectError, StoreError,
+                      VolumeRecord)
 
 ACDC_NAME = re.compile(r"^(?P<subject>patient\d+)_frame(?P<frame>\d+)$")
 ACDC_SCRIBBLE_AUTHOR = "ACDC manual scribbles (Valvano et al., IEEE TMI 2021)"
@@ -67,6 +71,7 @@ def _get_or_add(project: Project, report: ImportReport, image: Path, *, name: st
         try:
             record = project.add_volume(image, copy=copy, name=name, tags=tags)
         except (VolumeError, StoreError) as exc:
+            raise_if_project_wide(exc)
             report.errors.append(str(exc))
             return None
         report.added.append(name)
@@ -87,6 +92,7 @@ def _add_annotation(project: Project, report: ImportReport, record: VolumeRecord
                                 note=f"imported from {path}")
         report.annotations += 1
     except (VolumeError, StoreError) as exc:
+        raise_if_project_wide(exc)
         report.errors.append(str(exc))
 
 
@@ -98,6 +104,7 @@ def _add_ground_truth(project: Project, report: ImportReport, record: VolumeReco
         project.set_ground_truth(record, path)
         report.ground_truths += 1
     except (VolumeError, StoreError) as exc:
+        raise_if_project_wide(exc)
         report.errors.append(str(exc))
 
 
@@ -253,6 +260,7 @@ def _add_plain_labels(project: Project, report: ImportReport, record: VolumeReco
                                 declared_classes=declared)
         report.annotations += 1
     except (VolumeError, StoreError) as exc:
+        raise_if_project_wide(exc)
         report.errors.append(str(exc))
 
 
@@ -318,8 +326,10 @@ def import_nnunet(project: Project, folder: str | os.PathLike, *, copy: bool = T
 
 def export_nnunet(project: Project, out_dir: str | os.PathLike, *, kind: str | None = None,
                   strategy: str = "default", volumes: Iterable | None = None,
-                  name: str | None = None, modality: str = "MRI") -> Path:
-    """Write volumes in the nnU-Net raw layout.
+                  name: str | None = None, modality: str = "MRI",
+                  force: bool = False) -> Path:
+    """Write volumes in the nnU-Net raw layout (case ids made file-name safe; outputs guarded
+    by :class:`~napari_weakseg.io.paths.OutputFolder`).
 
     ``kind=None``: ``labelsTr`` = ground truth (volumes without it go to ``imagesTs``).
     A class kind: ``labelsTr`` = that annotation with nnU-Net's ``ignore`` label (value C)
@@ -329,8 +339,10 @@ def export_nnunet(project: Project, out_dir: str | os.PathLike, *, kind: str | N
 
     if kind is not None and kind not in CLASS_KINDS:
         raise StoreError(f"{kind} cannot be written as nnU-Net labels")
-    out = Path(out_dir)
     records = [project.volume(v) for v in volumes] if volumes is not None else project.volumes()
+    outputs = _output_folder(project, out_dir, records, force)
+    outputs.path_for("dataset", ".json", source="dataset.json")  # checked before any write
+    out = outputs.root
     n_train = 0
     for record in records:
         image = project.read_image(record)
@@ -343,15 +355,22 @@ def export_nnunet(project: Project, out_dir: str | os.PathLike, *, kind: str | N
             except NotFoundError:
                 labels = None
         subset = "Tr" if labels is not None else "Ts"
-        write_volume(image_path(out, record.name, 0, subset), image.data, image.geometry)
+        case = safe_stem(record.name)
+        target = outputs.path_for(f"{case}_0000", ".nii.gz", source=record.name,
+                                  subfolder=f"images{subset}")
+        outputs.record(write_volume(target, image.data, image.geometry))
         if labels is not None:
-            write_labels(label_path(out, record.name, subset), labels, record.geometry)
+            target = outputs.path_for(case, ".nii.gz", source=record.name,
+                                      subfolder=f"labels{subset}")
+            outputs.record(write_labels(target, labels, record.geometry))
             n_train += 1
     labels_map = {n: i for i, n in enumerate(project.schema.names)}
     if kind is not None:
         labels_map["ignore"] = project.num_classes
-    write_dataset_json(out, name=name or project.name, channel_names={0: modality},
-                       labels=labels_map, num_training=n_train)
+    outputs.path_for("dataset", ".json", source="dataset.json")
+    outputs.record(write_dataset_json(out, name=name or project.name,
+                                      channel_names={0: modality}, labels=labels_map,
+                                      num_training=n_train))
     return out
 
 
@@ -408,12 +427,14 @@ def import_wsl4mis(project: Project, source: str | os.PathLike | Iterable[str | 
                                             encoding="wsl4mis", note=f"imported from {path}")
                     report.annotations += 1
                 except (VolumeError, StoreError) as exc:
+                    raise_if_project_wide(exc)
                     report.errors.append(f"{path}: {exc}")
             if case.label is not None and not project.has_ground_truth(record):
                 try:
                     project.set_ground_truth(record, case.label, source=str(path))
                     report.ground_truths += 1
                 except (VolumeError, StoreError) as exc:
+                    raise_if_project_wide(exc)
                     report.errors.append(f"{path}: {exc}")
     finally:
         for leftover in staging.glob("*"):
@@ -424,7 +445,8 @@ def import_wsl4mis(project: Project, source: str | os.PathLike | Iterable[str | 
 
 def export_wsl4mis(project: Project, out_dir: str | os.PathLike, *,
                    volumes: Iterable | None = None, kind: str = "scribble",
-                   strategy: str = "default", normalise: bool = True) -> list[Path]:
+                   strategy: str = "default", normalise: bool = True,
+                   force: bool = False) -> list[Path]:
     """Write one WSL4MIS volume ``.h5`` per volume: ``image`` (normalised with the WSL4MIS
     rule when ``normalise``), ``label`` (ground truth, if any) and ``scribble`` (the
     ``kind`` annotation in the WSL4MIS convention, if any)."""
@@ -432,8 +454,8 @@ def export_wsl4mis(project: Project, out_dir: str | os.PathLike, *,
 
     if kind not in CLASS_KINDS:
         raise StoreError(f"{kind} has no WSL4MIS encoding")
-    out = Path(out_dir)
     records = [project.volume(v) for v in volumes] if volumes is not None else project.volumes()
+    outputs = _output_folder(project, out_dir, records, force)
     written = []
     for record in records:
         image = project.read_image(record).data
@@ -443,8 +465,9 @@ def export_wsl4mis(project: Project, out_dir: str | os.PathLike, *,
                                   project.num_classes)
         except NotFoundError:
             scribble = None
-        written.append(write_wsl4mis_h5(out / f"{record.name}.h5", image, label, scribble,
-                                        normalise=normalise))
+        target = outputs.path_for(record.name, ".h5", source=record.name)
+        written.append(write_wsl4mis_h5(target, image, label, scribble, normalise=normalise))
+        outputs.record(target)
     return written
 
 
@@ -452,19 +475,40 @@ def export_wsl4mis(project: Project, out_dir: str | os.PathLike, *,
 def export_annotations(project: Project, out_dir: str | os.PathLike, kind: str, *,
                        strategy: str = "default", encoding: str = "ours",
                        version: int | None = None,
-                       volumes: Iterable | None = None) -> list[Path]:
+                       volumes: Iterable | None = None, force: bool = False) -> list[Path]:
     """Write ``OUT/NAME.nii.gz`` for every volume with a ``kind`` annotation (latest version,
-    or ``version``), on the image grid, in our encoding or the WSL4MIS one."""
-    out = Path(out_dir)
+    or ``version``), on the image grid, in our encoding or the WSL4MIS one. ``NAME`` is the
+    volume name made file-name safe; every target is checked before the first write."""
     records = [project.volume(v) for v in volumes] if volumes is not None else project.volumes()
+    records = [r for r in records if project.annotations(r, kind=kind, strategy=strategy)]
+    outputs = _output_folder(project, out_dir, records, force)
+    targets = [outputs.path_for(r.name, ".nii.gz", source=r.name) for r in records]
     written = []
-    for record in records:
-        if not project.annotations(record, kind=kind, strategy=strategy):
-            continue
-        written.append(project.export_annotation(record, kind, out / f"{record.name}.nii.gz",
-                                                 strategy=strategy, version=version,
-                                                 encoding=encoding))
+    for record, target in zip(records, targets):
+        written.append(project.export_annotation(record, kind, target, strategy=strategy,
+                                                 version=version, encoding=encoding))
+        outputs.record(target)
     return written
+
+
+def raise_if_project_wide(exc: Exception) -> None:
+    """Per-file import errors are collected in the report; a read-only project, a full disk or
+    a corrupt manifest concerns every file, so it stops the import at once."""
+    if isinstance(exc, (ReadOnlyProjectError, ProjectDiskError, ManifestError)):
+        raise exc
+
+
+def _output_folder(project: Project, out_dir: str | os.PathLike,
+                   records: list[VolumeRecord], force: bool) -> OutputFolder:
+    """The guarded output folder of an exporter: never inside the project, never replacing
+    an image of the project (copied or referenced)."""
+    out = Path(out_dir)
+    root = Path(os.path.realpath(project.root))
+    real = Path(os.path.realpath(out))
+    if real == root or root in real.parents or real in root.parents:
+        raise OutputError(f"{out}: the export folder overlaps the project {project.root}; "
+                          "choose a folder outside it")
+    return OutputFolder(out, inputs=[r.image_path for r in records], force=force)
 
 
 # -- dispatch ----------------------------------------------------------------------------------

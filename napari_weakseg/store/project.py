@@ -13,7 +13,11 @@ folder) under a name never used before, and only then is its manifest row insert
 ``BEGIN IMMEDIATE`` transaction that also assigns the version number. A crash at any point
 leaves either a committed version whose file is complete (its SHA-256 is in the row and is
 checked on every read) or an unreferenced file that :meth:`Project.verify` lists as an
-orphan; nothing committed is ever modified or deleted.
+orphan; nothing committed is ever modified or deleted. Orphan removal touches only regular
+files of this package's naming inside the project's own folders, never through a symbolic
+link. A project that cannot be written (a colleague's share) opens read-only; failures that
+are the user's situation (damaged manifest, disk full, read-only, I/O error) raise one-line
+:class:`~napari_weakseg.errors.ProjectError` / ``DiskError`` subclasses naming the project.
 
 Arrays are ``(Z, Y, X)`` on the image grid; annotations use the encoding of
 :mod:`napari_weakseg.weak.encoding`; ground truth holds plain class values.
@@ -22,10 +26,13 @@ Arrays are ``(Z, Y, X)`` on the image grid; annotations use the encoding of
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -36,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WeakSegError
 from ..io.errors import GeometryMismatchError, VolumeError
 from ..io.geometry import VolumeGeometry
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, fsync_dir
 from ..io.nifti import (Volume, check_same_grid, is_nifti_path,
                         read_labels, read_volume, strip_nifti_suffix, write_labels)
 from ..schema import LabelSchema
@@ -46,7 +54,8 @@ from ..weak.encoding import (CLASS_KINDS, AnnotationValueError, check_kind, to_w
                              validate_annotation, validate_ground_truth)
 from . import manifest
 from .records import (SPLITS, Annotation, AnnotationRecord, GroundTruthRecord, ModelRecord,
-                      NotFoundError, RunRecord, StoreError, VolumeRecord, dumps)
+                      NotFoundError, ProjectDiskError, ProjectExistsError, ReadOnlyProjectError,
+                      RunRecord, StoreError, VolumeRecord, dumps)
 
 VolumeRef = VolumeRecord | int | str
 ArrayOrPath = np.ndarray | str | os.PathLike
@@ -55,6 +64,12 @@ _STRATEGY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RUN_STATUSES = ("created", "running", "completed", "failed", "cancelled")
 ORPHAN_MIN_AGE_S = 3600.0
+SUBFOLDERS = ("images", "annotations", "ground_truth")
+# names this package gives files in the subfolders: NAME.TOKEN.nii[.gz] (copies, versions)
+# and the temporary names of atomic writes (".NAME.RANDOM.tmp[.nii[.gz]]")
+_OUR_FILE = re.compile(r"\.\d{8}T\d{6}-[0-9a-f]{12}\.nii(\.gz)?$")
+_OUR_TEMP = re.compile(r"^\..+\.\d{8}T\d{6}-[0-9a-f]{12}\.nii(\.gz)?\.[A-Za-z0-9_]+"
+                       r"\.tmp(\.nii(\.gz)?)?$")
 
 
 class ImageMissingError(VolumeError):
@@ -102,60 +117,114 @@ class Project:
     manager. One instance may be shared by threads; several processes may open one folder.
     """
 
-    def __init__(self, root: Path, conn, schema: LabelSchema):
+    def __init__(self, root: Path, conn, schema: LabelSchema, *, read_only: bool = False):
         self.root = root
         self._conn = conn
         self._lock = threading.RLock()
         self.schema = schema
+        #: opened read-only: every write raises :class:`ReadOnlyProjectError`
+        self.read_only = read_only
+        #: :meth:`create` finished a project whose creation had been interrupted
+        self.repaired = False
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, schema: LabelSchema | None = None, *,
                name: str | None = None) -> Project:
-        """Make a new project folder (may exist but must hold no manifest).
+        """Make a new project folder (may exist but must hold no project).
 
         ``schema`` defaults to :meth:`LabelSchema.cardiac` (background, RV, MYO, LV).
+
+        Atomic: the manifest is built complete under a temporary name and linked into place,
+        so a project exists only once it is whole. A folder left by an interrupted creation
+        of older versions (an empty or partial manifest: no label schema, no volume,
+        annotation, run or model) is finished; anything else is refused untouched
+        (:class:`ProjectExistsError`).
         """
         root = Path(path).resolve()
         manifest_path = root / manifest.MANIFEST_NAME
-        if manifest_path.exists():
-            raise StoreError(f"{root}: a project already exists here")
-        root.mkdir(parents=True, exist_ok=True)
+        repair = False
+        if manifest_path.exists() or manifest_path.is_symlink():
+            if manifest_path.is_symlink() or not manifest_path.is_file():
+                raise ProjectExistsError(f"{manifest_path}: exists and is not a project "
+                                         "manifest file; left untouched")
+            if not manifest.unfinished(manifest_path):
+                raise ProjectExistsError(f"{root}: a project already exists here (or "
+                                         f"{manifest.MANIFEST_NAME} holds other data); left "
+                                         "untouched")
+            repair = True
         schema = schema or LabelSchema.cardiac()
-        conn = manifest.connect(manifest_path, create=True)
-        with manifest.write_transaction(conn):
-            if conn.execute("SELECT 1 FROM meta WHERE key = 'schema'").fetchone():
-                conn.close()
-                raise StoreError(f"{root}: a project already exists here")
-            rows = {"schema": dumps(schema.to_dict()), "name": name or root.name,
-                    "created_at": manifest.now(), "project_id": uuid.uuid4().hex}
-            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows.items())
-        for sub in ("images", "annotations", "ground_truth"):
-            (root / sub).mkdir(exist_ok=True)
-        return cls(root, conn, schema)
+        tmp = root / f".{manifest.MANIFEST_NAME}.{uuid.uuid4().hex[:12]}.tmp"
+        with _disk_errors(root):
+            root.mkdir(parents=True, exist_ok=True)
+            for sub in SUBFOLDERS:
+                (root / sub).mkdir(exist_ok=True)
+            try:
+                conn = manifest.connect(tmp, create=True, journal="DELETE")
+                try:
+                    with manifest.write_transaction(conn):
+                        rows = {"schema": dumps(schema.to_dict()), "name": name or root.name,
+                                "created_at": manifest.now(), "project_id": uuid.uuid4().hex}
+                        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                                         rows.items())
+                finally:
+                    conn.close()
+                if repair:
+                    for suffix in ("-wal", "-shm", "-journal"):  # the unfinished one's
+                        _unlink_quietly(Path(f"{manifest_path}{suffix}"))
+                    os.replace(tmp, manifest_path)
+                else:
+                    _link_no_replace(tmp, manifest_path, root)
+                fsync_dir(root)
+            finally:
+                _unlink_quietly(tmp)
+                _unlink_quietly(Path(f"{tmp}-journal"))
+        project = cls.open(root, read_only=False)
+        project.repaired = repair
+        return project
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Project:
-        """Open an existing project (applying manifest migrations if needed)."""
+    def open(cls, path: str | os.PathLike, *, read_only: bool | None = None) -> Project:
+        """Open an existing project (applying manifest migrations if needed).
+
+        ``read_only``: never write (the manifest is opened with SQLite ``mode=ro``); by
+        default a project whose folder or manifest cannot be written (a colleague's share)
+        is opened read-only. Writes then raise :class:`ReadOnlyProjectError`.
+        """
         root = Path(path).resolve()
         manifest_path = root / manifest.MANIFEST_NAME
         if not manifest_path.exists():
             raise NotFoundError(f"{root}: not a napari-weakseg project (no "
                                 f"{manifest.MANIFEST_NAME}); create one with 'weakseg init'")
-        conn = manifest.connect(manifest_path)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if read_only is None:
+            read_only = not (os.access(root, os.W_OK) and os.access(manifest_path, os.W_OK))
+        conn = manifest.connect(manifest_path, read_only=read_only)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise (manifest.database_error(exc, manifest_path, root) or manifest.ManifestError(
+                f"{manifest_path}: not a usable project manifest ({exc})")) from exc
         if row is None:
             conn.close()
-            raise StoreError(f"{manifest_path}: manifest has no label schema (incomplete "
-                             "project creation?)")
-        return cls(root, conn, LabelSchema.from_dict(json.loads(row[0])))
+            raise manifest.ManifestError(
+                f"{manifest_path}: manifest has no label schema (interrupted project "
+                f"creation?); run 'weakseg init {root}' to finish it")
+        return cls(root, conn, LabelSchema.from_dict(json.loads(row[0])), read_only=read_only)
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike,
                        schema: LabelSchema | None = None) -> Project:
-        """Open ``path``; create it (with ``schema``) when it holds no project yet."""
-        if (Path(path) / manifest.MANIFEST_NAME).exists():
-            return cls.open(path)
+        """Open ``path``; create it (with ``schema``) when it holds no project yet (or only
+        an unfinished one, see :meth:`create`)."""
+        manifest_path = Path(path) / manifest.MANIFEST_NAME
+        if manifest_path.exists():
+            try:
+                return cls.open(path)
+            except manifest.ManifestError:
+                if not manifest_path.is_file() or manifest_path.is_symlink() \
+                        or not manifest.unfinished(manifest_path):
+                    raise
         return cls.create(path, schema)
 
     def close(self) -> None:
@@ -193,7 +262,13 @@ class Project:
         with self._lock:
             if self._conn is None:
                 raise StoreError(f"{self.root}: project is closed")
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                error = self._database_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
 
     @contextlib.contextmanager
     def _write(self):
@@ -201,8 +276,27 @@ class Project:
         with self._lock:
             if self._conn is None:
                 raise StoreError(f"{self.root}: project is closed")
-            with manifest.write_transaction(self._conn) as conn:
-                yield conn
+            self.check_writable()
+            try:
+                with manifest.write_transaction(self._conn) as conn:
+                    yield conn
+            except sqlite3.Error as exc:
+                error = self._database_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+    def _database_error(self, exc: sqlite3.Error) -> StoreError | None:
+        """The one-line error for an SQLite failure that is the user's situation (damaged
+        manifest, disk full, read-only, I/O error); ``None`` for a bug."""
+        return manifest.database_error(exc, self.manifest_path, self.root)
+
+    def check_writable(self) -> None:
+        """Raise :class:`ReadOnlyProjectError` when the project was opened read-only."""
+        if self.read_only:
+            raise ReadOnlyProjectError(f"{self.root}: project is read-only (opened read-only, "
+                                       "or its folder or manifest cannot be written); nothing "
+                                       "was written")
 
     # -- volumes ------------------------------------------------------------------------
     def add_volume(self, image_path: str | os.PathLike, *, copy: bool = True,
@@ -215,6 +309,7 @@ class Project:
         without its NIfTI suffix and must be unique. ``tags``: e.g. ``dataset``,
         ``modality``, ``subject``, ``frame``, ``split`` (train / val / test).
         """
+        self.check_writable()
         source = Path(image_path)
         name = name or strip_nifti_suffix(source.name)
         tags = self._check_tags(tags or {})
@@ -228,7 +323,8 @@ class Project:
         if copy:
             suffix = ".nii.gz" if source.name.lower().endswith(".gz") else ".nii"
             copied_path = self.root / "images" / f"{_safe(name)}.{_token()}{suffix}"
-            digest = _atomic_copy(source, copied_path)
+            with _disk_errors(self.root):
+                digest = _atomic_copy(source, copied_path)
             stored_path, file_path = copied_path.relative_to(self.root).as_posix(), copied_path
         else:
             file_path = source.resolve()
@@ -237,9 +333,17 @@ class Project:
         try:
             volume = read_volume(file_path, allow_4d=False)
             geometry = volume.geometry
+            if 0 in volume.data.shape or 0 in tuple(geometry.shape):
+                raise VolumeError(source, f"has a zero-size dimension (shape "
+                                          f"{tuple(volume.data.shape)} z, y, x); an image "
+                                          "needs at least one voxel along each axis")
             header = geometry.header
             header_kind = "nifti2" if type(header).__name__ == "Nifti2Header" else "nifti1"
             with self._write() as conn:
+                # checked under the write lock: no other process can add the name meanwhile
+                if conn.execute("SELECT 1 FROM volumes WHERE name = ?", (name,)).fetchone():
+                    raise StoreError(f"{source}: a volume named {name!r} already exists in "
+                                     "the project")
                 cursor = conn.execute(
                     "INSERT INTO volumes (name, image_path, copied, sha256, size_bytes, shape,"
                     " affine, spacing, header, header_kind, dtype, added_at)"
@@ -258,11 +362,8 @@ class Project:
             if copy and exc.path == str(copied_path):
                 raise type(exc)(source, exc.problem) from None
             raise
-        except Exception as exc:
+        except BaseException:
             _unlink_quietly(copied_path)
-            if "UNIQUE constraint failed: volumes.name" in str(exc):
-                raise StoreError(f"{source}: a volume named {name!r} already exists in the "
-                                 "project") from None
             raise
         return self.volume(volume_id)
 
@@ -306,6 +407,7 @@ class Project:
 
     def set_tags(self, volume: VolumeRef, **tags: str | None) -> VolumeRecord:
         """Set (or with ``None`` remove) tags of a volume."""
+        self.check_writable()
         record = self.volume(volume)
         tags = self._check_tags(tags)
         with self._write() as conn:
@@ -350,6 +452,7 @@ class Project:
 
     def relocate_image(self, volume: VolumeRef, new_path: str | os.PathLike) -> VolumeRecord:
         """Point a referenced volume at its moved image; the checksum must match."""
+        self.check_writable()
         record = self.volume(volume)
         new_path = Path(new_path).resolve()
         if not new_path.exists():
@@ -439,6 +542,7 @@ class Project:
         (:class:`GeometryMismatchError`), values outside the schema
         (:class:`AnnotationValueError`), an empty annotation unless ``allow_empty``.
         """
+        self.check_writable()
         record = self.volume(volume)
         check_kind(kind)
         strategy = _check_strategy(strategy)
@@ -471,8 +575,9 @@ class Project:
                 return current.record
         folder = self._volume_dir("annotations", record)
         path = folder / f"{kind}.{strategy}.{_token()}.nii.gz"
-        write_labels(path, array, record.geometry)
-        digest = sha256_file(path)
+        with _disk_errors(self.root):
+            write_labels(path, array, record.geometry)
+            digest = sha256_file(path)
         try:
             with self._write() as conn:
                 row = conn.execute(
@@ -572,6 +677,7 @@ class Project:
                            strategy: str = "default",
                            author: str | None = None) -> AnnotationRecord:
         """Make ``version`` current again by saving it as a new version (history kept)."""
+        self.check_writable()
         old = self.annotation(volume, kind, strategy=strategy, version=version)
         slices = old.declared_slices
         return self.save_annotation(
@@ -673,6 +779,7 @@ class Project:
         Ground truth is kept apart from annotations and never used for training unless a
         caller asks for it explicitly. Versioned like annotations (never overwritten).
         """
+        self.check_writable()
         record = self.volume(volume)
         label = f"{record.name} (ground truth)"
         array, label = self._annotation_array(record, data, geometry, label)
@@ -680,8 +787,9 @@ class Project:
             source = str(data)
         array = validate_ground_truth(array, self.num_classes, label)
         path = self._volume_dir("ground_truth", record) / f"gt.{_token()}.nii.gz"
-        write_labels(path, array, record.geometry)
-        digest = sha256_file(path)
+        with _disk_errors(self.root):
+            write_labels(path, array, record.geometry)
+            digest = sha256_file(path)
         try:
             with self._write() as conn:
                 version = int(conn.execute(
@@ -787,17 +895,15 @@ class Project:
         """Register a model folder (relative paths are taken relative to the project)."""
         path = Path(path)
         stored = path.as_posix() if not path.is_absolute() else str(path)
-        try:
-            with self._write() as conn:
-                model_id = conn.execute(
-                    "INSERT INTO models (name, path, method, run_id, config, metrics, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (name, stored, method, run_id, dumps(dict(config or {})),
-                     dumps(dict(metrics or {})), manifest.now())).lastrowid
-        except Exception as exc:
-            if "UNIQUE constraint failed: models.name" in str(exc):
-                raise StoreError(f"{self.root}: a model named {name!r} exists") from None
-            raise
+        with self._write() as conn:
+            # checked under the write lock: no other process can register the name meanwhile
+            if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
+                raise StoreError(f"{self.root}: a model named {name!r} exists")
+            model_id = conn.execute(
+                "INSERT INTO models (name, path, method, run_id, config, metrics, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, stored, method, run_id, dumps(dict(config or {})),
+                 dumps(dict(metrics or {})), manifest.now())).lastrowid
         return self.model(model_id)
 
     def model(self, ref: int | str) -> ModelRecord:
@@ -828,6 +934,10 @@ class Project:
         Orphans are files in ``images/``, ``annotations/`` or ``ground_truth/`` that no
         manifest row references: temporary files of an interrupted write, or a file whose
         transaction never committed. They are harmless; :meth:`remove_orphans` deletes them.
+        Only regular files named the way this package names its files, inside the project's
+        own folders, can be orphans: nothing reached through a symbolic link (a linked
+        ``images/`` folder, a linked file or sub-folder) and no file of another name (a
+        README, another study's images) is ever listed.
         """
         report = VerifyReport()
         referenced: set[Path] = set()
@@ -848,22 +958,47 @@ class Project:
                 report.file_problems.append(f"{path}: missing")
             elif sha256_file(path) != row["sha256"]:
                 report.file_problems.append(f"{path}: checksum differs from the manifest")
-        for sub in ("images", "annotations", "ground_truth"):
-            base = self.root / sub
-            if base.exists():
-                report.orphans += sorted(p for p in base.rglob("*")
-                                         if p.is_file() and p not in referenced)
+        for sub in SUBFOLDERS:
+            report.orphans += sorted(p for p in self._own_files(sub)
+                                     if p not in referenced and _ours(p.name))
         return report
+
+    def _own_files(self, sub: str) -> list[Path]:
+        """Regular files under ``ROOT/sub`` whose real path is that path: symbolic links
+        (to files or folders, ``sub`` itself included) are neither listed nor followed."""
+        real_root = os.path.realpath(self.root)
+        base = os.path.join(real_root, sub)
+        if os.path.islink(base) or not os.path.isdir(base) \
+                or os.path.realpath(base) != base:
+            return []
+        out = []
+        for folder, _dirs, names in os.walk(base, followlinks=False):
+            for name in names:
+                path = os.path.join(folder, name)
+                if _is_own_regular_file(path, real_root):
+                    out.append(self.root / os.path.relpath(path, real_root))
+        return out
 
     def remove_orphans(self, *, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path]:
         """Delete orphan files older than ``min_age_s`` seconds (younger ones may belong to
-        a write in progress in another process). Returns the deleted paths."""
+        a write in progress in another process). Returns the deleted paths.
+
+        Only what :meth:`verify` lists: regular files of this package's naming, not
+        referenced by the manifest, whose real path lies in the project's own
+        ``images/``, ``annotations/`` or ``ground_truth/`` folder; symbolic links are never
+        followed or removed, so files elsewhere can never be deleted."""
+        self.check_writable()
         removed = []
         limit = time.time() - min_age_s
+        real_root = os.path.realpath(self.root)
         for path in self.verify(check_images=False).orphans:
             try:
-                if path.stat().st_mtime <= limit:
-                    path.unlink()
+                # checked again right before deleting: never a link, never outside
+                if not _is_own_regular_file(str(path), real_root):
+                    continue
+                if os.lstat(path).st_mtime <= limit:
+                    with _disk_errors(self.root):
+                        os.unlink(path)
                     removed.append(path)
             except FileNotFoundError:
                 pass
@@ -900,6 +1035,70 @@ def _atomic_copy(source: Path, target: Path) -> str:
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
+
+
+def _ours(name: str) -> bool:
+    """A file name this package gives (a copy or version, or an atomic write's temporary)."""
+    return bool(_OUR_FILE.search(name) or _OUR_TEMP.match(name))
+
+
+def _is_own_regular_file(path: str, real_root: str) -> bool:
+    """``path`` is a regular file (not a link) inside a subfolder of the project's real
+    folder, reached through no symbolic link."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    real = os.path.realpath(path)
+    if real != os.path.abspath(path):
+        return False
+    inside = [os.path.join(real_root, sub) + os.sep for sub in SUBFOLDERS]
+    return any(real.startswith(prefix) for prefix in inside)
+
+
+_DISK_PROBLEMS = {
+    errno.ENOSPC: (ProjectDiskError, "the disk is full; free some space and try again"),
+    errno.EDQUOT: (ProjectDiskError, "the disk quota is exceeded; free some space"),
+    errno.EIO: (ProjectDiskError, "disk I/O error; check the disk or network share"),
+    errno.EROFS: (ReadOnlyProjectError, "project is read-only (read-only file system)"),
+    errno.EACCES: (ReadOnlyProjectError, "project is read-only (permission denied)"),
+    errno.EPERM: (ReadOnlyProjectError, "project is read-only (operation not permitted)"),
+}
+
+
+@contextlib.contextmanager
+def _disk_errors(root: Path):
+    """Turn the disk's refusals (full, read-only, I/O error) during a project write into
+    one-line errors naming the project (and the file)."""
+    try:
+        yield
+    except WeakSegError:
+        raise
+    except OSError as exc:
+        kind, problem = _DISK_PROBLEMS.get(exc.errno, (None, None))
+        if kind is None:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        error = kind(f"{root}: {problem}{where}; nothing was committed")
+        if isinstance(error, OSError):
+            error.errno = exc.errno
+        raise error from exc
+
+
+def _link_no_replace(tmp: Path, target: Path, root: Path) -> None:
+    """Make ``tmp`` appear as ``target`` unless ``target`` exists (a concurrent init)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise ProjectExistsError(f"{root}: a project already exists here; left "
+                                 "untouched") from None
+    except OSError:  # no hard links on this file system
+        if target.exists():
+            raise ProjectExistsError(f"{root}: a project already exists here; left "
+                                     "untouched") from None
+        os.replace(tmp, target)
 
 
 def _unlink_quietly(path: Path | None) -> None:

@@ -9,14 +9,29 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DiskError, ProjectError
 from ..io.geometry import VolumeGeometry
 
 #: Values of the ``split`` tag.
 SPLITS = ("train", "val", "test")
 
 
-class StoreError(ValueError):
+class StoreError(ProjectError):
     """A store operation cannot be done; the message names the volume/file and the problem."""
+
+
+class ReadOnlyProjectError(StoreError):
+    """A write to a project that is read-only (opened with ``read_only=True``, or its folder or
+    manifest cannot be written, e.g. a colleague's share); nothing was written."""
+
+
+class ProjectExistsError(StoreError):
+    """``Project.create`` / ``weakseg init`` where a project (or a database that is not an
+    unfinished project) already exists; it is left untouched."""
+
+
+class ProjectDiskError(StoreError, DiskError):
+    """The disk refused a project operation (full, quota, I/O error); names the path."""
 
 
 class NotFoundError(StoreError, KeyError):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptionError, UnknownNameError
 
 
 @dataclass
@@ -34,6 +40,17 @@ class TrainConfig:
     sampling: str | None = None
     half_precision_weights: bool = False
     flip_tta_validation: bool = False
+    # pre-/post-processing recorded in the model (napari_weakseg.preprocess / .postprocess):
+    # ``preprocessing`` "resize" (slices resized whole to size²) or "spacing" (resampled to
+    # ``target_spacing`` [y, x] mm — None: the training volumes' median — then centred
+    # size² patches); ``normalisation`` by name; ``postprocessing`` none/largest/anatomy.
+    # A fine-tune (init_model) inherits all of them, and size/base_width, from its parent.
+    preprocessing: str = "resize"
+    target_spacing: list[float] | None = None
+    normalisation: str = "wsl4mis-p99-minmax"
+    postprocessing: str = "anatomy"
+    #: appearance augmentation for other scanners/sequences (``training.data.intensity_augment``)
+    intensity_augmentation: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,8 +60,121 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}")
+            raise OptionError(f"unknown training options {sorted(unknown)}")
         return cls(**data)
+
+    def validate(self, num_classes: int | None = None) -> TrainConfig:
+        """Check types and ranges of every field and the method's options (names, types,
+        and — with ``num_classes`` — the method's own checks), in the parent process before
+        any worker is spawned. Raises :class:`~napari_weakseg.errors.OptionError` naming the
+        option; returns ``self``."""
+        _check_int("iterations", self.iterations, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("size", self.size, 16)
+        if self.size % 16:
+            nearest = max(16, round(self.size / 16) * 16)
+            raise OptionError(f"size: {self.size} is not a multiple of 16 (the U-Net halves "
+                              f"it four times); try {nearest}")
+        _check_int("base_width", self.base_width, 1)
+        _check_int("val_every", self.val_every, 1)
+        _check_int("checkpoint_every", self.checkpoint_every, 1)
+        _check_int("seed", self.seed, 0)
+        if self.threads is not None:
+            _check_int("threads", self.threads, 1)
+        if self.lr is not None:
+            _check_float("lr", self.lr, positive=True)
+        if self.max_seconds is not None:
+            _check_float("max_seconds (--minutes)", self.max_seconds, positive=True)
+        for name in ("amp", "half_precision_weights", "flip_tta_validation",
+                     "intensity_augmentation"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"{name}: expected true or false, got "
+                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise OptionError(f"device: {self.device!r} is not one of auto, cpu, cuda, "
+                              "cuda:N, mps")
+        if self.sampling is not None and not isinstance(self.sampling, str):
+            raise OptionError(f"sampling: expected a name, got {self.sampling!r}")
+        if self.init_model is not None:
+            folder = Path(self.init_model)
+            if not (folder / "config.json").is_file() or not (folder / "weights.pt").is_file():
+                raise OptionError(f"init_model: {folder} is not a model folder (config.json "
+                                  "and weights.pt expected)")
+        if not isinstance(self.method_options, dict):
+            raise OptionError(f"method_options: expected a mapping, got "
+                              f"{self.method_options!r}")
+        check_method_options(self.method, self.method_options, num_classes)
+        _check_pipeline(self)
+        return self
+
+
+def _check_pipeline(config: TrainConfig) -> None:
+    """The pre-/post-processing options (issue 13): known names, a positive spacing."""
+    from ..postprocess import POSTPROCESSORS
+    from ..preprocess import NORMALISERS, PIPELINES
+
+    for name, value, known in (("preprocessing", config.preprocessing, PIPELINES),
+                               ("normalisation", config.normalisation, tuple(NORMALISERS)),
+                               ("postprocessing", config.postprocessing, POSTPROCESSORS)):
+        if value not in known:
+            raise OptionError(f"{name}: {value!r} is not one of {', '.join(known)}")
+    spacing = config.target_spacing
+    if spacing is not None:
+        if not isinstance(spacing, (list, tuple)) or len(spacing) != 2:
+            raise OptionError(f"target_spacing: expected [y, x] in mm, got {spacing!r}")
+        for value in spacing:
+            _check_float("target_spacing", value, positive=True)
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(f"{name}: expected a whole number, got {value!r}")
+    if value < minimum:
+        raise OptionError(f"{name}: {value} is too small (at least {minimum})")
+
+
+def _check_float(name: str, value: Any, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise OptionError(f"{name}: expected a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise OptionError(f"{name}: {value} must be greater than 0")
+
+
+def check_method_options(method: str, options: dict, num_classes: int | None = None) -> None:
+    """Unknown method, unknown option names and values whose type differs from the option's
+    default raise :class:`OptionError`; with ``num_classes`` the method is also built once
+    (its own range checks), which imports torch."""
+    from ..methods import get_method
+
+    try:
+        cls = get_method(method)
+    except KeyError as exc:
+        raise OptionError(f"--method: {exc.args[0]}") from None
+    defaults = cls.DEFAULTS
+    if defaults is not None:
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise OptionError(f"--option {unknown[0]}: not an option of {method!r}; known: "
+                              f"{', '.join(sorted(defaults))}")
+        for key, value in options.items():
+            default = defaults[key]
+            if default is None or value is None:
+                continue
+            if isinstance(default, bool) != isinstance(value, bool) or (
+                    isinstance(default, (int, float)) and not isinstance(default, bool)
+                    and not isinstance(value, (int, float))) or (
+                    isinstance(default, str) and not isinstance(value, str)):
+                raise OptionError(f"--option {key}={value!r}: expected a value like "
+                                  f"{default!r} ({type(default).__name__})")
+    if num_classes is not None:
+        try:
+            cls(num_classes, **options)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise OptionError(f"--option for {method!r}: {exc}") from None
 
 
 #: Named starting points. ``paper``: the WSL4MIS/EFFDNet recipe (256², batch 12, width 16,
@@ -54,7 +184,24 @@ PROFILES: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "quick-cpu": TrainConfig(iterations=600, batch_size=8, size=128, base_width=8,
                              val_every=100, checkpoint_every=50, device="cpu"),
+    # the CPU default: quick-cpu's step cost, plus what makes a model hold on other patients
+    # and scanners — in-plane resampling to the training volumes' median spacing (the heart
+    # at a constant size in pixels) with 128² patches drawn anywhere in the field of view,
+    # and appearance augmentation (training.data.intensity_augment)
+    "cpu": TrainConfig(iterations=1000, batch_size=8, size=128, base_width=8,
+                       val_every=100, checkpoint_every=50, device="cpu",
+                       preprocessing="spacing", intensity_augmentation=True),
 }
+
+
+def default_profile() -> str:
+    """``paper`` where a CUDA GPU is present, else ``cpu`` (imports torch)."""
+    try:
+        import torch
+
+        return "paper" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
 
 
 #: Method options a profile changes from the method's (paper/as-coded) defaults, by method.
@@ -68,6 +215,7 @@ PROFILES: dict[str, TrainConfig] = {
 #: docs/results.md has the tables.
 PROFILE_METHOD_OPTIONS: dict[str, dict[str, dict]] = {
     "quick-cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0}},
+    "cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0}},
 }
 
 
@@ -77,7 +225,8 @@ def profile(name: str, **overrides) -> TrainConfig:
     try:
         base = PROFILES[name]
     except KeyError:
-        raise KeyError(f"unknown profile {name!r}; profiles: {sorted(PROFILES)}") from None
+        raise UnknownNameError(f"--profile: unknown profile {name!r}; profiles: "
+                          f"{', '.join(sorted(PROFILES))}") from None
     method = overrides.get("method", base.method)
     profile_options = PROFILE_METHOD_OPTIONS.get(name, {}).get(method, {})
     overrides["method_options"] = {**profile_options,

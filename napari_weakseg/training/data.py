@@ -12,8 +12,10 @@ A :class:`TrainingVolume` holds one volume's image and its targets (the keys of
 augmented batches; the draw of iteration ``t`` depends only on ``(seed, t, rank)``, so a
 resumed run sees exactly the batches an uninterrupted run would.
 
-Pre-processing follows WSL4MIS (methods-as-coded §2.2, §2.7): intensities clipped at the
-99th percentile of the volume's cumulative distribution, then min-max to [0, 1];
+Pre-processing follows WSL4MIS (methods-as-coded §2.2, §2.7) by default: intensities clipped
+at the 99th percentile of the volume's cumulative distribution, then min-max to [0, 1]
+(the normalisers and the ``resize``/``spacing`` pipelines live in
+:mod:`napari_weakseg.preprocess`; ``SliceDataset(pipeline=...)`` makes the patches);
 augmentation: with p 0.5 rot90(k) + one flip, else with p 0.5 a rotation by an integer
 angle in [−20°, 19°] (nearest neighbour; image filled with 0, labels with "unknown").
 Deliberate difference: slices are resized to the training size *before* augmentation
@@ -27,25 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError, OptionError
+from ..preprocess import (Preprocessing, normalise_intensity, resample_slice,  # noqa: F401
+                          resize_slice)
+
 TARGET_FILL = {"labels": -1, "valid": False, "coarse_pos": -1, "coarse_neg": False}
-
-
-def normalise_intensity(image: np.ndarray) -> np.ndarray:
-    """WSL4MIS rule: clip at the 99th percentile (skimage cumulative distribution), then
-    min-max to [0, 1]. Returns float32 (Z, Y, X)."""
-    from skimage.exposure import cumulative_distribution
-
-    image = np.asarray(image, dtype=np.float64 if image.dtype == np.float64 else np.float32)
-    if image.size == 0 or float(image.max()) == float(image.min()):
-        return np.zeros(image.shape, np.float32)
-    source = image if np.issubdtype(image.dtype, np.integer) else image
-    cdf, bins = cumulative_distribution(source)
-    ceiling = bins[np.argmax(cdf >= 0.99)]
-    clipped = np.clip(image, image.min(), ceiling)
-    low, high = float(clipped.min()), float(clipped.max())
-    if high <= low:
-        return np.zeros(image.shape, np.float32)
-    return ((clipped - low) / (high - low)).astype(np.float32)
 
 
 @dataclass(eq=False)
@@ -69,33 +57,26 @@ class TrainingVolume:
         return [int(z) for z in np.flatnonzero(valid.reshape(valid.shape[0], -1).any(axis=1))]
 
 
-def resize_slice(array: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
-    """Resize the last two axes to ``size`` (scipy ``zoom``, exact output shape)."""
-    h, w = array.shape[-2:]
-    if (h, w) == tuple(size):
-        return array.copy()
-    if array.size == 0:  # e.g. no coarse strategies: (0, H, W)
-        return np.zeros(array.shape[:-2] + tuple(size), array.dtype)
-    factors = (1,) * (array.ndim - 2) + (size[0] / h, size[1] / w)
-    out = ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=order == 0)
-    assert out.shape[-2:] == tuple(size), (out.shape, size)
-    return out
-
-
-def _slice_targets(volume: TrainingVolume, z: int, size) -> dict[str, np.ndarray]:
+def _slice_targets(volume: TrainingVolume, z: int,
+                   pipeline: Preprocessing) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     t = volume.targets
+
+    def patch(array, key):
+        return pipeline.training_slice(array, volume.spacing, 0, TARGET_FILL[key],
+                                       crop=pipeline.name == "resize")
+
     if "labels" in t:
-        out["labels"] = resize_slice(t["labels"][z], size, 0).astype(np.int64)
+        out["labels"] = patch(t["labels"][z], "labels").astype(np.int64)
     if "valid" in t:
-        out["valid"] = resize_slice(t["valid"][z].astype(np.uint8), size, 0).astype(bool)
+        out["valid"] = patch(t["valid"][z].astype(np.uint8), "valid").astype(bool)
     if "annotated" in t:
         out["annotated"] = t["annotated"][z].astype(bool)
     if "coarse_pos" in t:
-        out["coarse_pos"] = resize_slice(t["coarse_pos"][:, z], size, 0).astype(np.int64)
+        out["coarse_pos"] = patch(t["coarse_pos"][:, z], "coarse_pos").astype(np.int64)
     if "coarse_neg" in t:
         neg = t["coarse_neg"][:, :, z].astype(np.uint8)
-        out["coarse_neg"] = resize_slice(neg, size, 0).astype(bool)
+        out["coarse_neg"] = patch(neg, "coarse_neg").astype(bool)
     return out
 
 
@@ -121,6 +102,63 @@ def augment(sample: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str
     return sample
 
 
+def random_patch(sample: dict[str, np.ndarray], size: tuple[int, int],
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A ``size`` window at a uniformly drawn position of every spatial array of ``sample``
+    (all share their last two axes, at least ``size``); copies."""
+    spatial = [k for k, v in sample.items() if k != "annotated" and v.ndim >= 2]
+    h, w = sample["image"].shape[-2:]
+    top = int(rng.integers(0, h - size[0] + 1))
+    left = int(rng.integers(0, w - size[1] + 1))
+    out = {k: v.copy() for k, v in sample.items() if k not in spatial}
+    for key in spatial:
+        out[key] = np.ascontiguousarray(
+            sample[key][..., top:top + size[0], left:left + size[1]])
+    return out
+
+
+def intensity_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Appearance changes another scanner or sequence brings, on one normalised slice
+    ``(H, W)`` float32, each with its own probability (nnU-Net/batchgenerators-style ranges):
+    gamma 0.7–1.5 (p 0.3), contrast ×0.75–1.25 around the mean (p 0.3), brightness ±10 % of
+    the range (p 0.3), a smooth multiplicative bias field up to ±30 % (p 0.3), simulated low
+    resolution ×1–2 (p 0.2), Gaussian blur σ 0.5–1 px (p 0.2), Gaussian noise up to 5 % of
+    the range (p 0.2). Every draw comes from ``rng`` (seeded per iteration), so a resumed
+    run sees the same images; the number of draws does not depend on the image."""
+    draws = rng.random(7)
+    params = rng.random(12)
+    out = image.astype(np.float32, copy=True)
+    low, high = float(out.min()), float(out.max())
+    span = max(high - low, 1e-6)
+    if draws[0] < 0.3:
+        gamma = 0.7 + 0.8 * params[0]
+        out = low + span * ((out - low) / span) ** gamma
+    if draws[1] < 0.3:
+        mean = float(out.mean())
+        out = mean + (out - mean) * (0.75 + 0.5 * params[1])
+    if draws[2] < 0.3:
+        out = out + span * 0.1 * (2 * params[2] - 1)
+    if draws[3] < 0.3:
+        h, w = out.shape
+        yy, xx = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32),
+                             np.linspace(-1, 1, w, dtype=np.float32), indexing="ij")
+        a, b, c = (2 * params[3:6] - 1)
+        field = a * yy + b * xx + c * (yy * xx)
+        field = field / max(float(np.abs(field).max()), 1e-6)
+        out = out * (1.0 + 0.3 * params[6] * field)
+    if draws[4] < 0.2:
+        factor = 1.0 + params[7]
+        h, w = out.shape
+        small = resample_slice(out, (max(1, round(h / factor)), max(1, round(w / factor))), 1)
+        out = resample_slice(small, (h, w), 1)
+    if draws[5] < 0.2:
+        out = ndimage.gaussian_filter(out, 0.5 + 0.5 * params[8])
+    if draws[6] < 0.2:
+        noise_rng = np.random.default_rng(int(params[9] * 2 ** 31))
+        out = out + noise_rng.normal(0.0, 0.05 * span * params[10], out.shape)
+    return out.astype(np.float32)
+
+
 class SliceDataset:
     """All supervised slices of some volumes at the training size, drawn in batches.
 
@@ -129,11 +167,23 @@ class SliceDataset:
     """
 
     def __init__(self, volumes: list[TrainingVolume], size: int | tuple[int, int], seed: int = 0,
-                 augment_data: bool = True, rank: int = 0, sampling: str = "slices"):
+                 augment_data: bool = True, rank: int = 0, sampling: str = "slices",
+                 pipeline: Preprocessing | None = None,
+                 intensity_augmentation: bool = False):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
+        #: how a slice becomes a training patch (``resize`` to ``size`` by default)
+        self.pipeline = pipeline or Preprocessing("resize", size=self.size)
+        if self.pipeline.size != self.size:
+            raise OptionError(f"pre-processing size {self.pipeline.size} differs from the "
+                             f"training size {self.size}")
         self.seed = seed
         self.rank = rank
         self.augment_data = augment_data
+        self.intensity_augmentation = intensity_augmentation
+        #: ``spacing`` pipeline: whole resampled slices are kept and a patch is drawn at a
+        #: random position each time (the network sees background all over the field of
+        #: view, not only around the image centre)
+        self.random_patches = self.pipeline.name == "spacing"
         self.slices: list[dict[str, np.ndarray]] = []
         self.index: list[tuple[str, int]] = []
         self.sampling = sampling
@@ -145,8 +195,10 @@ class SliceDataset:
             zs = volume.supervised_slices()
             first = len(self.slices)
             for z in zs:
-                sample = {"image": resize_slice(volume.image[z], self.size, 1).astype(np.float32)}
-                sample.update(_slice_targets(volume, z, self.size))
+                image = self.pipeline.training_slice(volume.image[z], volume.spacing, 1, 0.0,
+                                                     crop=not self.random_patches)
+                sample = {"image": image.astype(np.float32)}
+                sample.update(_slice_targets(volume, z, self.pipeline))
                 self.slices.append(sample)
                 self.index.append((volume.name, z))
             if not zs:
@@ -164,12 +216,12 @@ class SliceDataset:
 
             self._sampler = VolumeSampler(entries, sampling, seed=seed)
         if not self.slices:
-            raise ValueError("no annotated slices to train on: every volume lacks annotations "
+            raise InputError("no annotated slices to train on: every volume lacks annotations "
                              "of the kinds this method learns from")
         self.keys = sorted(self.slices[0])
         missing = [k for s in self.slices for k in self.keys if k not in s]
         if missing:
-            raise ValueError("volumes carry different target kinds; convert them with "
+            raise InputError("volumes carry different target kinds; convert them with "
                              "napari_weakseg.weak.targets first")
 
     def __len__(self) -> int:
@@ -195,8 +247,14 @@ class SliceDataset:
         picks = self._draw(rng, batch_size)
         samples = []
         for i in picks:
-            sample = {k: v.copy() for k, v in self.slices[int(i)].items()}
-            samples.append(augment(sample, rng) if self.augment_data else sample)
+            if self.random_patches:
+                sample = random_patch(self.slices[int(i)], self.size, rng)
+            else:
+                sample = {k: v.copy() for k, v in self.slices[int(i)].items()}
+            sample = augment(sample, rng) if self.augment_data else sample
+            if self.intensity_augmentation:
+                sample["image"] = intensity_augment(sample["image"], rng)
+            samples.append(sample)
         out = {k: np.stack([s[k] for s in samples]) for k in self.keys}
         out["image"] = out["image"][:, None]
         return out

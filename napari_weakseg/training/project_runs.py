@@ -2,18 +2,48 @@
 
 The CLI (``weakseg train``) and the napari Train panel both drive runs through these
 functions, so a run started in one can be resumed or inspected in the other. Qt-free.
+
+**Who owns a run.** The process that starts or resumes a run (the CLI or napari) is its
+*owner*: it reads the training process's events and records the outcome in the store. It
+writes ``RUN_DIR/owner.json`` — its pid and host, the training process's pid, and a
+heartbeat refreshed every :data:`HEARTBEAT_INTERVAL_S` seconds while the training process
+lives. A store row left ``running`` by an owner that died (``kill -9`` of ``weakseg train``,
+napari killed) is reported as ``interrupted``: on the owner's host when neither the owner
+nor the training process is alive any more (a training process whose owner died stops by
+itself after the current iteration, with a checkpoint), elsewhere when the heartbeat is
+older than :data:`HEARTBEAT_TIMEOUT_S`. Listing the runs (:func:`list_runs`,
+:func:`resumable_run`) records such a run in the store as ``failed`` with an error that
+starts with ``interrupted:``; with a checkpoint it can be resumed (``weakseg train PROJECT
+--resume RUN`` or the Train panel's Resume).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..errors import OptionError, ProjectError
+
+#: The run-folder file naming the process that owns a run (see the module docstring).
+OWNER_FILE = "owner.json"
+#: Seconds between two heartbeats of a run's owner.
+HEARTBEAT_INTERVAL_S = 10.0
+#: A ``running`` run whose owner is on another host (or cannot be checked) and whose
+#: heartbeat is older than this is reported as ``interrupted``.
+HEARTBEAT_TIMEOUT_S = 120.0
+#: The prefix of the store's ``error`` of a run recorded as interrupted.
+INTERRUPTED_PREFIX = "interrupted:"
+#: Reported statuses (:func:`run_status`) a run with a checkpoint can be resumed from.
+RESUMABLE_STATUSES = ("cancelled", "failed", "interrupted", "budget")
 
 
 @dataclass(frozen=True)
@@ -37,7 +67,8 @@ class RunOutcome:
 
 @dataclass
 class RunHandle:
-    """A started run: the engine's :class:`TrainingRun` and its row in the store."""
+    """A started run: the engine's :class:`TrainingRun`, its row in the store and the
+    owner's heartbeat (``None`` for a handle made by hand)."""
 
     run: Any
     run_id: int | None
@@ -46,6 +77,7 @@ class RunHandle:
     iterations: int
     start_iteration: int = 0
     method: str = ""
+    heartbeat: Heartbeat | None = None
 
 
 def lower_priority(pid: int, increment: int) -> bool:
@@ -60,6 +92,294 @@ def lower_priority(pid: int, increment: int) -> bool:
         return False
 
 
+# -- owners and heartbeats ---------------------------------------------------------------
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def _process_started(pid: int | None) -> float | None:
+    """The start time of process ``pid`` (to tell it from a later process that reuses the
+    pid), or ``None`` when it cannot be read."""
+    if not pid:
+        return None
+    try:
+        import psutil
+
+        return float(psutil.Process(int(pid)).create_time())
+    except Exception:
+        return None
+
+
+def process_alive(pid: int | None, started: float | None = None) -> bool | None:
+    """Whether process ``pid`` (started at ``started``, when known) still runs on this host:
+    ``False`` for no such process, a zombie, or another process that reuses the pid;
+    ``None`` when it cannot be told."""
+    if not pid:
+        return False
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            process = psutil.Process(int(pid))
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            if started is not None and abs(process.create_time() - float(started)) > 1.0:
+                return False
+            return True
+        except psutil.NoSuchProcess:
+            return False
+        except Exception:  # AccessDenied and the like: it exists
+            return True
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it on Windows
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    from ..io.atomic import write_json_atomic
+
+    write_json_atomic(path, data)
+
+
+def read_owner(run_dir: str | os.PathLike) -> dict | None:
+    """The run folder's owner record (``pid``, ``host``, ``worker_pid``, ``heartbeat``…),
+    or ``None``."""
+    try:
+        data = json.loads((Path(run_dir) / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Heartbeat:
+    """This process owns the run in ``run_dir``: writes ``owner.json`` now and refreshes its
+    heartbeat every ``interval`` seconds (a daemon thread) until :meth:`stop`, or until the
+    training ``process`` has ended (then the owner is expected to record the outcome at once;
+    one that does not becomes ``interrupted`` after :data:`HEARTBEAT_TIMEOUT_S`)."""
+
+    def __init__(self, run_dir: str | os.PathLike, process=None,
+                 interval: float = HEARTBEAT_INTERVAL_S):
+        self.path = Path(run_dir) / OWNER_FILE
+        self.process = process
+        self.interval = interval
+        pid = os.getpid()
+        worker_pid = getattr(process, "pid", None)
+        self.info = {"pid": pid, "host": _hostname(), "pid_started": _process_started(pid),
+                     "worker_pid": worker_pid, "worker_started": _process_started(worker_pid),
+                     "started": time.time()}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._last = 0.0
+        self.beat(force=True)
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat {self.path.parent}",
+                                        daemon=True)
+        self._thread.start()
+
+    def beat(self, force: bool = False) -> None:
+        """Refresh the heartbeat (at most once a second unless ``force``)."""
+        now = time.time()
+        with self._lock:
+            if self._stop.is_set() or (not force and now - self._last < 1.0):
+                return
+            self._last = now
+            try:
+                _write_json_atomic(self.path, {**self.info, "heartbeat": now})
+            except OSError:  # the run folder went away: nothing to keep fresh
+                pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            process = self.process
+            if process is not None and getattr(process, "poll", None) and \
+                    process.poll() is not None:
+                return
+            self.beat(force=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def owner_state(record, now: float | None = None) -> tuple[bool, str]:
+    """``(alive, why)`` for a ``running`` store row: whether its owner (or its training
+    process) may still be going on, and a phrase that says why (for messages)."""
+    now = time.time() if now is None else now
+    run_dir = Path(record.out_dir) if record.out_dir else None
+    owner = read_owner(run_dir) if run_dir is not None else None
+    if owner is None:  # a run started before owners were recorded, or a half-started one
+        stamps = []
+        if run_dir is not None:
+            for name in ("events.jsonl", "worker.log", "run.json"):
+                try:
+                    stamps.append((run_dir / name).stat().st_mtime)
+                except OSError:
+                    pass
+        last = max(stamps, default=None)
+        if last is not None and now - last < HEARTBEAT_TIMEOUT_S:
+            return True, f"its folder changed {now - last:.0f} s ago"
+        return False, ("no record of the process that ran it and no activity for "
+                       f"{HEARTBEAT_TIMEOUT_S:.0f} s")
+    age = now - float(owner.get("heartbeat") or 0.0)
+    pid, host = owner.get("pid"), owner.get("host")
+    fresh = age < HEARTBEAT_TIMEOUT_S
+    if host == _hostname():
+        worker = process_alive(owner.get("worker_pid"), owner.get("worker_started"))
+        leader = process_alive(pid, owner.get("pid_started"))
+        if worker is not False:
+            if worker is None and not fresh:
+                return False, f"no heartbeat for {age:.0f} s"
+            return True, f"training process {owner.get('worker_pid')} is running"
+        if leader is False:
+            return False, f"the process that ran it (pid {pid} on {host}) is gone"
+        if not fresh:
+            return False, (f"the training process ended and pid {pid} recorded no outcome "
+                           f"for {age:.0f} s")
+        return True, f"pid {pid} on {host} is recording its outcome"
+    if fresh:
+        return True, f"pid {pid} on {host} sent a heartbeat {age:.0f} s ago"
+    return False, f"no heartbeat from pid {pid} on {host} for {age:.0f} s"
+
+
+# -- reported statuses -------------------------------------------------------------------
+def _stopped_by(record) -> str | None:
+    """How the last session of a completed run ended (``budget`` when its time budget ran
+    out), from the store's metrics or the run's event log."""
+    stopped = (record.metrics or {}).get("stopped")
+    if stopped:
+        return stopped
+    if not record.out_dir:
+        return None
+    path = Path(record.out_dir) / "events.jsonl"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 65536))
+            tail = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("type") == "finished":
+            return data.get("status")
+    return None
+
+
+def run_status(record, now: float | None = None) -> str:
+    """A run's status as reported to the user: the store's status, except ``interrupted``
+    (a ``running`` row whose owner is gone, or one recorded as interrupted) and ``budget``
+    (completed because its time budget ran out: it can go on)."""
+    status = record.status
+    if status == "running" and not owner_state(record, now)[0]:
+        return "interrupted"
+    if status == "failed" and (record.error or "").startswith(INTERRUPTED_PREFIX):
+        return "interrupted"
+    if status == "completed" and _stopped_by(record) == "budget":
+        return "budget"
+    return status
+
+
+def has_checkpoint(record) -> bool:
+    return bool(record.out_dir) and (Path(record.out_dir) / "checkpoints" / "last.pt").exists()
+
+
+def is_resumable(record, now: float | None = None) -> bool:
+    """A run that stopped before its end (cancelled, failed, interrupted, or its time budget
+    ran out) and has a checkpoint."""
+    return run_status(record, now) in RESUMABLE_STATUSES and has_checkpoint(record)
+
+
+def mark_interrupted(project, now: float | None = None) -> list:
+    """Record every ``running`` run whose owner is gone as ``failed`` with an
+    ``interrupted: …`` error (one line: who was gone); → the updated records. A read-only
+    project is left as it is."""
+    changed = []
+    for record in project.runs(status="running"):
+        alive, why = owner_state(record, now)
+        if alive:
+            continue
+        error = (f"{INTERRUPTED_PREFIX} {why}; "
+                 + ("resume it from its checkpoint" if has_checkpoint(record)
+                    else "no checkpoint was saved, start it again"))
+        try:
+            changed.append(project.update_run(record.id, status="failed", error=error))
+        except Exception:  # read-only project or a locked manifest: report, do not record
+            changed.append(dataclasses.replace(record, status="failed", error=error))
+    return changed
+
+
+def list_runs(project, now: float | None = None) -> list:
+    """The project's runs, oldest first, with their reported status (:func:`run_status`:
+    ``interrupted`` and ``budget`` besides the store's); interrupted runs are recorded in
+    the store first (:func:`mark_interrupted`)."""
+    mark_interrupted(project, now)
+    return [dataclasses.replace(r, status=run_status(r, now)) for r in project.runs()]
+
+
+def resumable_runs(project, now: float | None = None) -> list:
+    """Runs that can go on from a checkpoint, newest first, with reported statuses."""
+    return [r for r in reversed(list_runs(project, now))
+            if r.status in RESUMABLE_STATUSES and has_checkpoint(r)]
+
+
+def resumable_run(project):
+    """The newest run that can go on from its checkpoint (cancelled, failed, interrupted,
+    or stopped by its time budget), with its reported status, or ``None``."""
+    runs = resumable_runs(project)
+    return runs[0] if runs else None
+
+
+def find_run_id(project, run_dir: str | os.PathLike) -> int | None:
+    record = _record_for(project, run_dir)
+    return None if record is None else record.id
+
+
+def _record_for(project, run_dir: str | os.PathLike):
+    target = Path(run_dir)
+    resolved = target.resolve()
+    for record in reversed(project.runs()):
+        if record.out_dir and (record.out_dir == str(target)
+                               or Path(record.out_dir).resolve() == resolved):
+            return record
+    return None
+
+
+def find_run(project, spec: str | os.PathLike | None) -> Path:
+    """The run folder ``spec`` names: a folder path, a folder name under ``PROJECT/runs``,
+    or a run id; with no ``spec`` the newest resumable run. Raises :class:`ProjectError`."""
+    if spec is None or str(spec) == "":
+        record = resumable_run(project)
+        if record is None:
+            raise ProjectError(f"{project.root}: no run to resume (none was cancelled, failed, "
+                               "interrupted or stopped by its time budget with a checkpoint)")
+        return Path(record.out_dir)
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        return path
+    if (project.root / "runs" / text).is_dir():
+        return project.root / "runs" / text
+    if text.isdigit():
+        for record in project.runs():
+            if record.id == int(text) and record.out_dir:
+                return Path(record.out_dir)
+    names = [Path(r.out_dir).name for r in resumable_runs(project)]
+    hint = f"; resumable: {', '.join(names)}" if names else "; no run can be resumed"
+    raise ProjectError(f"{text}: no such run folder or run id in {project.root}{hint}")
+
+
+# -- starting and resuming -----------------------------------------------------------------
 def start_run(project, config, *, val: Mapping[str, str] | None = None,
               source: dict | None = None, extra_env: dict | None = None,
               run_dir: str | os.PathLike | None = None, nice: int = 0) -> RunHandle:
@@ -82,47 +402,54 @@ def start_run(project, config, *, val: Mapping[str, str] | None = None,
     run = TrainingRun(run_dir, config, source)
     run_id = project.create_run(config.method, config.to_dict(), device=config.device,
                                 out_dir=run_dir, log_path=run_dir / "worker.log").id
-    run.start(extra_env)
+    try:
+        run.start(extra_env)
+    except Exception as exc:
+        project.update_run(run_id, status="failed",
+                           error=f"the training process could not start: {exc}")
+        raise
+    heartbeat = Heartbeat(run_dir, run.process)
     if nice:
         lower_priority(run.process.pid, nice)
     project.update_run(run_id, status="running")
-    return RunHandle(run, run_id, run_dir, run_dir.name, config.iterations, 0, config.method)
-
-
-def find_run_id(project, run_dir: str | os.PathLike) -> int | None:
-    target = str(Path(run_dir))
-    for record in reversed(project.runs()):
-        if record.out_dir == target:
-            return record.id
-    return None
+    return RunHandle(run, run_id, run_dir, run_dir.name, config.iterations, 0, config.method,
+                     heartbeat)
 
 
 def resume_run(project, run_dir: str | os.PathLike, extra_env: dict | None = None,
-               nice: int = 0) -> RunHandle:
-    """Go on with a cancelled or failed run from its last checkpoint."""
+               nice: int = 0, method: str | None = None) -> RunHandle:
+    """Go on with a cancelled, failed, interrupted or budget-stopped run from its last
+    checkpoint, with the method and options recorded in its ``run.json`` (``method``, when
+    given, must be the recorded one). Raises :class:`ProjectError` for a run that is still
+    going on, has no checkpoint or is not a run folder."""
     from ..training.runner import TrainingRun
 
-    run = TrainingRun(run_dir)
+    run_dir = Path(run_dir)
+    record = _record_for(project, run_dir)
+    if record is not None and record.status == "running":
+        alive, why = owner_state(record)
+        if alive:
+            raise ProjectError(f"{run_dir}: the run is still going on ({why}); cancel it "
+                               f"(touch {run_dir / 'cancel'}) or wait for it to end")
+    try:
+        run = TrainingRun(run_dir)
+        spec = json.loads((run_dir / "run.json").read_text())
+        iterations, recorded = int(spec["config"]["iterations"]), spec["config"]["method"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProjectError(f"{run_dir}: not a run folder that can be resumed ({exc})") from None
+    if method and method != recorded:
+        raise OptionError(f"--method {method}: the run in {run_dir} trains {recorded}; "
+                          "leave --method out to resume it")
     if not run.can_resume:
-        raise ValueError(f"{run_dir}: no checkpoint to resume from")
-    spec = json.loads((Path(run_dir) / "run.json").read_text())
-    run_id = find_run_id(project, run_dir)
+        raise ProjectError(f"{run_dir}: no checkpoint to resume from")
     run.start(extra_env)
+    heartbeat = Heartbeat(run_dir, run.process)
     if nice:
         lower_priority(run.process.pid, nice)
+    run_id = None if record is None else record.id
     if run_id is not None:
-        project.update_run(run_id, status="running")
-    return RunHandle(run, run_id, Path(run_dir), Path(run_dir).name,
-                     int(spec["config"]["iterations"]), 0, spec["config"]["method"])
-
-
-def resumable_run(project):
-    """The newest cancelled/failed run of the project with a checkpoint, or ``None``."""
-    for record in reversed(project.runs()):
-        if record.status in ("cancelled", "failed") and record.out_dir and \
-                (Path(record.out_dir) / "checkpoints" / "last.pt").exists():
-            return record
-    return None
+        project.update_run(run_id, status="running", error="")
+    return RunHandle(run, run_id, run_dir, run_dir.name, iterations, 0, recorded, heartbeat)
 
 
 def training_stream(handle: RunHandle, project_root: str | os.PathLike) -> Iterator[Any]:
@@ -130,6 +457,8 @@ def training_stream(handle: RunHandle, project_root: str | os.PathLike) -> Itera
     records the outcome and registers the model). Runs in a reader thread."""
     final = None
     for event in handle.run.events():
+        if handle.heartbeat is not None:
+            handle.heartbeat.beat()
         if event.type in ("finished", "failed"):
             final = event
         yield event
@@ -148,6 +477,8 @@ def _unique_model_name(project, base: str) -> str:
 def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
     """Record the outcome of a run; copy and register its model. → :class:`RunOutcome`."""
     from ..store import Project
+    if handle.heartbeat is not None:
+        handle.heartbeat.stop()
     resumable = (handle.run_dir / "checkpoints" / "last.pt").exists()
     project = Project.open(project_root)
     try:
@@ -158,6 +489,8 @@ def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
                 project.update_run(handle.run_id, status="failed", error=error)
             return RunOutcome(handle.run_id, handle.run_dir, "failed", error=error,
                             log_path=log_path, resumable=resumable)
+        # the store knows no "budget": such a run is completed (it has a model) and records
+        # how it stopped, so that it is offered for resume after the project is reopened
         status = {"budget": "completed"}.get(final.status, final.status)
         model_dir = Path(final.model_dir)
         name = path = None
@@ -176,10 +509,9 @@ def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
         if handle.run_id is not None:
             project.update_run(handle.run_id, status=status,
                                metrics={"best_mean_dice": final.best_mean_dice,
-                                        "iteration": final.iteration})
+                                        "iteration": final.iteration,
+                                        "stopped": final.status})
         return RunOutcome(handle.run_id, handle.run_dir, final.status, name, path,
                         resumable=resumable and final.status in ("cancelled", "budget"))
     finally:
         project.close()
-
-

@@ -9,7 +9,6 @@ the caller down: it ends the stream with a :class:`~.events.Failed` event.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .events import Event, Failed, parse_event
-from .worker import CANCEL_FILE, EVENTS_FILE, RUN_FILE
+from .worker import CANCEL_FILE, EVENTS_FILE, OWNER_ENV, RUN_FILE
 
 
 class TrainingRun:
@@ -32,7 +31,9 @@ class TrainingRun:
         if config is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             spec = {"config": config.to_dict(), "data": data or {}}
-            (self.run_dir / RUN_FILE).write_text(json.dumps(spec, indent=2))
+            from ..io.atomic import write_json_atomic
+
+            write_json_atomic(self.run_dir / RUN_FILE, spec)
         elif not (self.run_dir / RUN_FILE).exists():
             raise FileNotFoundError(f"{self.run_dir}: no {RUN_FILE}; not a run folder")
 
@@ -41,7 +42,8 @@ class TrainingRun:
         return (self.run_dir / "checkpoints" / "last.pt").exists()
 
     def start(self, extra_env: dict | None = None) -> TrainingRun:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", OWNER_ENV: str(os.getpid()),
+               **(extra_env or {})}
         (self.run_dir / CANCEL_FILE).unlink(missing_ok=True)
         stderr = open(self._stderr_path, "ab")
         self.process = subprocess.Popen(

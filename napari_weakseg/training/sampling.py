@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError, OptionError
+
 __all__ = ["Draw", "VolumeSampler", "choose_slice", "STRATEGIES", "LEVELS"]
 
 LEVELS = ("class", "modality", "dataset")
@@ -67,7 +69,7 @@ class VolumeSampler:
                  strategy: str = "hierarchical", *, seed: int | np.random.Generator = 0,
                  include_background: bool = True, levels: Sequence[str] | None = None):
         if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
+            raise OptionError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
         self.strategy = strategy
         self.levels = tuple(STRATEGIES[strategy] if levels is None else levels)
         if self.levels and sorted(self.levels) != sorted(LEVELS):
@@ -92,9 +94,9 @@ class VolumeSampler:
                     "dataset": str(tags.get("dataset", "unknown")),
                 }))
         if not self._ids:
-            raise ValueError("no volumes to sample from")
+            raise InputError("no volumes to sample from")
         if self.levels and not self._pairs:
-            raise ValueError("no volume carries a class (and include_background is False)")
+            raise InputError("no volume carries a class (and include_background is False)")
         self._tree = self._build(self._pairs, 0) if self.levels else None
 
     # tree: {"keys": [...], "children": [...]} per level, leaf = list of (volume_id, class)

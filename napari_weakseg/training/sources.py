@@ -13,11 +13,13 @@ A *source* is a JSON-serialisable dict so that the training process can rebuild 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import TrainingVolume, normalise_intensity
+from ..errors import InputError, OptionError
+from ..preprocess import get_normaliser
+from .data import TrainingVolume, normalise_intensity  # noqa: F401 (API)
 
 
 @dataclass
@@ -26,17 +28,27 @@ class TrainingData:
     val: list[TrainingVolume]
     class_names: list[str]
     description: str
+    #: the label schema's anatomical rules (``LabelSchema.rules()``), for post-processing
+    rules: dict = field(default_factory=dict)
+    #: volumes held out for reporting only, never for choosing (with an inner split ``val``
+    #: holds the inner-validation volumes that choose checkpoints, ``report`` the ACDC val
+    #: split)
+    report: list[TrainingVolume] = field(default_factory=list)
 
 
 def load_source(source: dict, config=None) -> TrainingData:
+    """The volumes of ``source``, normalised by ``config.normalisation`` (default WSL4MIS)."""
     kind = source.get("kind")
+    normalisation = getattr(config, "normalisation", None)
     if kind == "synthetic":
-        return synthetic_data(**{k: v for k, v in source.items() if k != "kind"})
+        return synthetic_data(**{k: v for k, v in source.items() if k != "kind"},
+                              normalisation=normalisation)
     if kind == "acdc":
-        return acdc_data(**{k: v for k, v in source.items() if k != "kind"})
+        return acdc_data(**{k: v for k, v in source.items() if k != "kind"},
+                         normalisation=normalisation)
     if kind == "project":
         return project_data(source, config)
-    raise ValueError(f"unknown data source kind {kind!r} (expected 'synthetic' or 'project')")
+    raise OptionError(f"unknown data source kind {kind!r} (expected 'synthetic' or 'project')")
 
 
 def scribble_targets(encoded: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
@@ -53,7 +65,8 @@ def dense_targets(truth: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
 
 def synthetic_data(subjects: int = 4, val_subjects: int = 1, seed: int = 0,
                    shape: tuple[int, int, int] | list[int] = (8, 64, 64),
-                   supervision: str = "scribble") -> TrainingData:
+                   supervision: str = "scribble",
+                   normalisation: str | None = None) -> TrainingData:
     """Synthetic cohort: ``subjects`` training subjects (ED + ES) and ``val_subjects``."""
     from ..schema import LabelSchema
     from ..synthetic import make_cohort
@@ -66,13 +79,15 @@ def synthetic_data(subjects: int = 4, val_subjects: int = 1, seed: int = 0,
     for case in cases:
         targets = (scribble_targets(case.scribble, len(names)) if supervision == "scribble"
                    else dense_targets(case.ground_truth, len(names)))
-        volumes.append(TrainingVolume(case.name, normalise_intensity(case.image), targets,
+        volumes.append(TrainingVolume(case.name, get_normaliser(normalisation)(case.image),
+                                      targets,
                                       case.ground_truth, case.geometry.spatial_spacing,
                                       case.tags))
     split = 2 * subjects
     return TrainingData(volumes[:split], volumes[split:], names,
                         f"synthetic cardiac phantoms: {subjects} subjects × ED/ES "
-                        f"({supervision}), {val_subjects} validation subjects, seed {seed}")
+                        f"({supervision}), {val_subjects} validation subjects, seed {seed}",
+                        LabelSchema.cardiac().rules())
 
 
 ACDC_SUPERVISION = ("scribble", "dense", "coarse", "coarse-full", "multisource",
@@ -90,7 +105,7 @@ def check_acdc_supervision(supervision: str) -> None:
             fraction = -1.0
         if 0 < fraction <= 1:
             return
-    raise ValueError(f"ACDC supervision must be one of {ACDC_SUPERVISION} or "
+    raise OptionError(f"ACDC supervision must be one of {ACDC_SUPERVISION} or "
                      f"sparse-FRACTION (FRACTION in (0, 1]), got {supervision!r}")
 
 
@@ -154,10 +169,17 @@ def simulated_acdc_targets(truth: np.ndarray, supervision: str, index: int,
 
 
 def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
-              limit: int | None = None, val_limit: int | None = None) -> TrainingData:
+              limit: int | None = None, val_limit: int | None = None,
+              normalisation: str | None = None, inner_val: int = 0,
+              inner_seed: int = 0) -> TrainingData:
     """ACDC train split for training, val split for validation (``limit``/``val_limit`` keep
     the first N volumes). ``supervision``: ``scribble`` (the real manual scribbles), ``dense``
-    (the ground truth), or weak labels simulated from it (:func:`simulated_acdc_targets`)."""
+    (the ground truth), or weak labels simulated from it (:func:`simulated_acdc_targets`).
+
+    ``inner_val`` > 0: honest validation — that many *patients* of the train split (both
+    frames, drawn with ``inner_seed``) become ``val`` (dense reference, used to choose
+    checkpoints and post-processing) and leave training; the ACDC val split goes to
+    ``report`` and is never used to choose."""
     import json
     from pathlib import Path
 
@@ -186,7 +208,7 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
         dataset = "acdc"
         if for_training and supervision.startswith("multisource"):
             dataset = f"acdc-source{index % 3}"  # each simulated source is a dataset
-        return TrainingVolume(case, normalise_intensity(image.data), targets, truth,
+        return TrainingVolume(case, get_normaliser(normalisation)(image.data), targets, truth,
                               image.geometry.spatial_spacing,
                               {"dataset": dataset, "modality": "cine-MRI"})
 
@@ -195,12 +217,36 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
     train_cases = splits["train"][:limit]
     if supervision == "multisource-partial":  # the partial sources alone (no sparse source)
         train_cases = [c for c in train_cases if patients.index(c.split("_")[0]) % 3 != 2]
+    if inner_val:
+        held = set(inner_val_patients(patients, inner_val, inner_seed))
+        inner = [c for c in splits["train"] if c.split("_")[0] in held]
+        train_cases = [c for c in train_cases if c.split("_")[0] not in held]
+        train = [load(c, True, patients.index(c.split("_")[0])) for c in train_cases]
+        val = [load(c, False) for c in inner]
+        report = [load(c, False) for c in splits["val"][:val_limit]]
+        kind = {'scribble': 'real manual scribbles', 'dense': 'dense labels'}.get(
+            supervision, 'weak labels simulated from the ground truth: ' + supervision)
+        return TrainingData(train, val, names,
+                            f"ACDC train split less {len(held)} inner-validation patients "
+                            f"({len(train)} volumes, {kind}); checkpoints chosen on the inner "
+                            f"validation ({len(val)} volumes of the train split); reported on "
+                            f"the ACDC val split ({len(report)} volumes)",
+                            LabelSchema.cardiac().rules(), report)
     train = [load(c, True, patients.index(c.split("_")[0])) for c in train_cases]
     val = [load(c, False) for c in splits["val"][:val_limit]]
     return TrainingData(train, val, names,
                         f"ACDC train split ({len(train)} volumes, "
                         f"{ {'scribble': 'real manual scribbles', 'dense': 'dense labels'}.get(supervision, 'weak labels simulated from the ground truth: ' + supervision)}); "
-                        f"validation: ACDC val split ({len(val)} volumes)")
+                        f"validation: ACDC val split ({len(val)} volumes)",
+                        LabelSchema.cardiac().rules())
+
+
+def inner_val_patients(patients: list[str], count: int, seed: int = 0) -> list[str]:
+    """``count`` patients drawn (seeded) from ``patients``: the inner validation split."""
+    if not 0 < count < len(patients):
+        raise OptionError(f"inner_val: need 0 < {count} < {len(patients)} patients")
+    order = np.random.default_rng(seed).permutation(len(patients))
+    return sorted(patients[i] for i in order[:count])
 
 
 def project_data(source: dict, config=None) -> TrainingData:
@@ -218,6 +264,7 @@ def project_data(source: dict, config=None) -> TrainingData:
     from ..weak.targets import volume_targets
 
     project = Project.open(source["path"])
+    normalise = get_normaliser(getattr(config, "normalisation", None))
     try:
         method_kinds = get_method(config.method).kinds if config is not None else None
         train_filter = source.get("train")
@@ -243,11 +290,11 @@ def project_data(source: dict, config=None) -> TrainingData:
                     continue
                 targets = volume_targets(project, record, kinds=kinds)
             image = project.read_image(record)
-            train.append(TrainingVolume(record.name, normalise_intensity(image.data),
+            train.append(TrainingVolume(record.name, normalise(image.data),
                                         targets.as_dict(), None,
                                         image.geometry.spatial_spacing, dict(record.tags)))
         if not train:
-            raise ValueError(f"{project.root}: no volume carries annotations the method "
+            raise InputError(f"{project.root}: no volume carries annotations the method "
                              f"'{getattr(config, 'method', '?')}' learns from "
                              f"({', '.join(sorted(method_kinds or []))})")
         val: list[TrainingVolume] = []
@@ -258,12 +305,13 @@ def project_data(source: dict, config=None) -> TrainingData:
             if reference is None:
                 continue
             image = project.read_image(record)
-            val.append(TrainingVolume(record.name, normalise_intensity(image.data), {},
+            val.append(TrainingVolume(record.name, normalise(image.data), {},
                                       np.asarray(reference), image.geometry.spatial_spacing,
                                       dict(record.tags)))
         description = (f"project {project.root} ({len(train)} training volumes"
                        f"{', stored ground truth' if use_truth else ''}; "
                        f"{len(val)} validation volumes)")
-        return TrainingData(train, val, project.schema.names, description)
+        return TrainingData(train, val, project.schema.names, description,
+                            project.schema.rules())
     finally:
         project.close()

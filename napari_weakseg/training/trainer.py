@@ -24,7 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..nets.model_folder import atomic_torch_save, load_model, load_state_checked, save_model_folder
+from ..errors import OptionError
+from ..nets.model_folder import (atomic_torch_save, load_model, load_state_checked, read_config,
+                                 save_model_folder)
+from ..postprocess import Postprocessing
+from ..preprocess import Preprocessing, median_spacing
+from ..preprocess import select_device as select_device  # re-exported (older imports)
 from .config import TrainConfig
 from .data import SliceDataset, TrainingVolume, to_tensors
 from .events import Checkpoint, Event, Finished, Progress, Started, Validation
@@ -32,20 +37,38 @@ from .events import Checkpoint, Event, Finished, Progress, Started, Validation
 LAST_CHECKPOINT = "checkpoints/last.pt"
 
 
-def select_device(requested: str = "auto"):
-    """``auto``: CUDA when present, else Apple MPS, else CPU."""
-    import torch
+def inherit_from_parent(config: TrainConfig) -> TrainConfig:
+    """A fine-tune (``init_model``) keeps its parent's network width, training size,
+    normaliser, pre-processing (target spacing included) and post-processing: the form's
+    values for those are replaced, so the run's config records the parent's."""
+    from dataclasses import replace
 
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} requested but CUDA is not available")
-    return device
+    if not config.init_model:
+        return config
+    parent = read_config(config.init_model)
+    pre = Preprocessing.from_config(parent["preprocessing"])
+    post = Postprocessing.from_config(parent.get("postprocessing"))
+    return replace(config, size=int(pre.size[0]),
+                   base_width=int(parent["network"].get("base_width", config.base_width)),
+                   preprocessing=pre.name, normalisation=pre.normalisation,
+                   target_spacing=list(pre.target_spacing) if pre.target_spacing else None,
+                   postprocessing=post.name)
+
+
+def training_pipeline(config: TrainConfig, volumes: list[TrainingVolume]
+                      ) -> tuple[Preprocessing, Postprocessing | None]:
+    """The pre-processing a run trains with (and records), and the parent's post-processing
+    for a fine-tune (``None`` otherwise). ``spacing``: the target is ``target_spacing``, or
+    the median in-plane spacing of the training ``volumes``."""
+    if config.init_model:
+        parent = read_config(config.init_model)
+        return (Preprocessing.from_config(parent["preprocessing"]),
+                Postprocessing.from_config(parent.get("postprocessing")))
+    size = (config.size, config.size)
+    if config.preprocessing == "spacing" or config.target_spacing:
+        spacing = config.target_spacing or median_spacing([v.spacing for v in volumes])
+        return Preprocessing("spacing", config.normalisation, size, tuple(spacing)), None
+    return Preprocessing("resize", config.normalisation, size), None
 
 
 def schedule_progress(iteration: int, iterations: int, elapsed_s: float = 0.0,
@@ -84,8 +107,13 @@ class Trainer:
     def __init__(self, config: TrainConfig, train: list[TrainingVolume],
                  val: list[TrainingVolume], class_names: list[str], run_dir: str | Path,
                  emit: Callable[[Event], None] | None = None,
-                 cancel: threading.Event | None = None, data_description: str = ""):
-        self.config = config
+                 cancel: threading.Event | None = None, data_description: str = "",
+                 rules: dict | None = None):
+        self.config = inherit_from_parent(config)
+        self.preprocessing, parent_post = training_pipeline(self.config, train)
+        #: recorded in the model; ``rules``: the label schema's (``LabelSchema.rules()``)
+        self.postprocessing = parent_post or Postprocessing(self.config.postprocessing,
+                                                            dict(rules or {}))
         self.train_volumes = train
         self.val_volumes = [v for v in val if v.reference is not None]
         self.class_names = list(class_names)
@@ -112,7 +140,7 @@ class Trainer:
         if cfg.init_model:
             net, init_config = load_model(cfg.init_model)
             if init_config["classes"] != self.class_names:
-                raise ValueError(f"{cfg.init_model}: model classes {init_config['classes']} "
+                raise OptionError(f"{cfg.init_model}: model classes {init_config['classes']} "
                                  f"differ from the project's {self.class_names}")
             net_config = init_config["network"]
         else:
@@ -189,8 +217,10 @@ class Trainer:
 
             model_for_step = DistributedDataParallel(
                 net, device_ids=[device.index] if device.type == "cuda" else None)
-        dataset = SliceDataset(self.train_volumes, cfg.size, seed=cfg.seed, rank=self.rank,
-                               sampling=cfg.sampling or method.sampling)
+        dataset = SliceDataset(self.train_volumes, self.preprocessing.size, seed=cfg.seed,
+                               rank=self.rank, sampling=cfg.sampling or method.sampling,
+                               pipeline=self.preprocessing,
+                               intensity_augmentation=cfg.intensity_augmentation)
         use_amp = cfg.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
@@ -294,7 +324,7 @@ class Trainer:
     def _validate_and_keep_best(self, net, device, iteration, best, history, net_config,
                                 started) -> float | None:
         """Validate; record the scores; save the model folder when they are the best yet."""
-        dice = self.validate(net, device)
+        dice = self.validate(net, device, net_config)
         if dice is None:
             return best
         mean = float(np.mean(list(dice.values())))
@@ -307,31 +337,38 @@ class Trainer:
         self.emit(Validation(iteration=iteration, dice=dice, mean_dice=mean, best=is_best))
         return best
 
-    def validate(self, net, device) -> dict[str, float] | None:
-        """Mean 3D Dice per foreground class over the validation volumes."""
+    def validate(self, net, device, net_config: dict | None = None) -> dict[str, float] | None:
+        """Mean 3D Dice per foreground class over the validation volumes, predicted by the
+        shared :class:`~napari_weakseg.inference.predictor.Predictor` with the pre- and
+        post-processing the model will record."""
         from ..evaluation.metrics import dice
-        from ..inference.predict import predict_volume
+        from ..inference.predictor import Predictor
 
         if not self.val_volumes:
             return None
+        if net_config is None:
+            net_config = {"num_classes": len(self.class_names)}
+        predictor = Predictor((net, self.model_config(net_config)), device=device,
+                              flip_tta=self.config.flip_tta_validation)
         scores: dict[str, list[float]] = {name: [] for name in self.class_names[1:]}
         for volume in self.val_volumes:
-            prediction = predict_volume(net, volume.image, self.config.size, device=device,
-                                        normalise=False,
-                                        flip_tta=self.config.flip_tta_validation)
+            prediction = predictor.predict(volume.image, volume.spacing, normalised=True)
             for c, name in enumerate(self.class_names[1:], start=1):
                 value = dice(prediction.labels == c, volume.reference == c)
                 scores[name].append(1.0 if np.isnan(value) else value)  # both empty: perfect
         return {name: float(np.mean(values)) for name, values in scores.items()}
 
+    def model_config(self, net_config: dict) -> dict:
+        """What prediction needs of the model config: network, classes, pipelines."""
+        return {"network": net_config, "classes": self.class_names,
+                "preprocessing": self.preprocessing.to_config(),
+                "postprocessing": self.postprocessing.to_config()}
+
     def _save_model(self, folder, net, net_config, iteration, started, history, best):
         cfg = self.config
         latest = history[-1] if history else None
         config = {
-            "network": net_config,
-            "classes": self.class_names,
-            "preprocessing": {"normalisation": "wsl4mis-p99-minmax", "size": [cfg.size, cfg.size],
-                              "slice_axis": "z", "resize": "bilinear"},
+            **self.model_config(net_config),
             "method": cfg.method,
             "method_options": cfg.method_options,
             "training": {**cfg.to_dict(), "iterations_done": iteration,
@@ -353,7 +390,8 @@ def model_card(config: dict) -> str:
              f"batch {training['batch_size']}, {training['size']}² input, width "
              f"{training['base_width']}, device {training['device']}, "
              f"{training['seconds']:.0f} s",
-             f"- pre-processing: {config['preprocessing']}", ""]
+             f"- pre-processing: {config['preprocessing']}",
+             f"- post-processing: {config.get('postprocessing')}", ""]
     latest = config["validation"].get("latest")
     if latest:
         lines += ["## Validation (3D Dice per class, validation volumes, never the test set)", "",

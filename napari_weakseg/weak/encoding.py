@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from ..errors import InputError, OptionError
 from ..io.errors import VolumeError
 
 #: Every annotation kind the store accepts (matches ``methods.base.ANNOTATION_KINDS``).
@@ -41,7 +42,7 @@ class AnnotationValueError(VolumeError):
 
 def check_kind(kind: str) -> str:
     if kind not in KINDS:
-        raise ValueError(f"unknown annotation kind {kind!r}; kinds are {', '.join(KINDS)}")
+        raise OptionError(f"unknown annotation kind {kind!r}; kinds are {', '.join(KINDS)}")
     return kind
 
 
@@ -50,7 +51,7 @@ def max_value(kind: str, num_classes: int) -> int:
     check_kind(kind)
     if kind in BITMASK_KINDS:
         if num_classes > MAX_BITMASK_CLASSES:
-            raise ValueError(f"coarse_neg supports at most {MAX_BITMASK_CLASSES} classes, "
+            raise InputError(f"coarse_neg supports at most {MAX_BITMASK_CLASSES} classes, "
                              f"the schema has {num_classes}")
         return 2 ** num_classes - 2
     return num_classes
@@ -146,7 +147,7 @@ def encode_not_classes(excluded: np.ndarray) -> np.ndarray:
     excluded = np.asarray(excluded, bool)
     num_classes = excluded.shape[0]
     if num_classes > MAX_BITMASK_CLASSES:
-        raise ValueError(f"at most {MAX_BITMASK_CLASSES} classes fit the coarse_neg bitmask")
+        raise InputError(f"at most {MAX_BITMASK_CLASSES} classes fit the coarse_neg bitmask")
     dtype = np.uint8 if num_classes <= 8 else np.uint16
     out = np.zeros(excluded.shape[1:], dtype)
     for c in range(num_classes):

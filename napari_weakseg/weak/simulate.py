@@ -53,6 +53,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
+from ..errors import InputError, OptionError
 from .encoding import encode_not_classes
 
 _NEIGHBOURS = ((0, 1, 1.0), (1, 0, 1.0), (1, 1, np.sqrt(2.0)), (1, -1, np.sqrt(2.0)))
@@ -73,9 +74,9 @@ class SimulatedAnnotation:
 def _check_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 3:
-        raise ValueError(f"dense mask must be 3D (Z, Y, X), got shape {mask.shape}")
+        raise InputError(f"dense mask must be 3D (Z, Y, X), got shape {mask.shape}")
     if mask.size and (mask.min() < 0 or mask.max() >= num_classes):
-        raise ValueError(f"dense mask values must be 0 … {num_classes - 1}, got "
+        raise InputError(f"dense mask values must be 0 … {num_classes - 1}, got "
                          f"{mask.min()} … {mask.max()}")
     return mask.astype(np.int64)
 
@@ -84,7 +85,7 @@ def _classes(classes: Iterable[int] | None, num_classes: int, default: Iterable[
     out = list(default) if classes is None else [int(c) for c in classes]
     for c in out:
         if not 0 <= c < num_classes:
-            raise ValueError(f"class {c} outside 0 … {num_classes - 1}")
+            raise OptionError(f"class {c} outside 0 … {num_classes - 1}")
     return out
 
 
@@ -287,7 +288,7 @@ def simulate_coarse_pos(mask: np.ndarray, num_classes: int, *, radius: float | N
     """
     mask = _check_mask(mask, num_classes)
     if radius_mm is not None and spacing is None:
-        raise ValueError("radius_mm needs the voxel spacing")
+        raise OptionError("radius_mm needs the voxel spacing")
     classes = _classes(classes, num_classes, range(num_classes))
     out = np.zeros(mask.shape, np.uint8)
     for z in range(mask.shape[0]):
@@ -316,7 +317,7 @@ def simulate_coarse_neg(mask: np.ndarray, num_classes: int, *, radius: float = 3
     """
     mask = _check_mask(mask, num_classes)
     if radius_mm is not None and spacing is None:
-        raise ValueError("radius_mm needs the voxel spacing")
+        raise OptionError("radius_mm needs the voxel spacing")
     classes = _classes(classes, num_classes, range(num_classes))
     footprint = _footprint(radius, radius_mm, spacing)
     excluded = np.zeros((num_classes,) + mask.shape, bool)
@@ -358,18 +359,18 @@ def simulate_sparse(mask: np.ndarray, num_classes: int, *, every: int | None = N
         chosen = sorted({int(z) for z in slices})
     elif every is not None:
         if every < 1:
-            raise ValueError("every must be ≥ 1")
+            raise OptionError("every must be ≥ 1")
         chosen = list(range(offset % every, nz, every))
     elif fraction is not None:
         if not 0 < fraction <= 1:
-            raise ValueError("fraction must be in (0, 1]")
+            raise OptionError("fraction must be in (0, 1]")
         count = max(1, int(round(fraction * nz)))
         chosen = sorted(int(z) for z in rng.choice(nz, size=count, replace=False))
     else:
-        raise ValueError("give slices, every or fraction")
+        raise OptionError("give slices, every or fraction")
     for z in chosen:
         if not 0 <= z < nz:
-            raise ValueError(f"slice {z} outside 0 … {nz - 1}")
+            raise OptionError(f"slice {z} outside 0 … {nz - 1}")
     foreground = list(range(1, num_classes))
     declared: dict[int, tuple[int, ...]] = {}
     data = np.zeros(mask.shape, np.uint8)
@@ -403,4 +404,4 @@ def simulate(kind: str, mask: np.ndarray, num_classes: int, **options) -> Simula
         mask = _check_mask(mask, num_classes)
         return SimulatedAnnotation(kind, (mask + 1).astype(np.uint8),
                                    declared_classes=tuple(range(num_classes)))
-    raise ValueError(f"cannot simulate kind {kind!r}")
+    raise OptionError(f"cannot simulate kind {kind!r}")

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import InputError
 from .encoding import KINDS, check_kind, decode_classes, decode_not_classes
 
 
@@ -134,13 +135,13 @@ def build_targets(annotations: Iterable[AnnotationLike], num_classes: int,
         check_kind(a.kind)
         key = (a.kind, a.strategy)
         if key in seen:
-            raise ValueError(f"two {a.kind} annotations with strategy {a.strategy!r}; pass one "
+            raise InputError(f"two {a.kind} annotations with strategy {a.strategy!r}; pass one "
                              "version per annotation")
         seen.add(key)
         if shape is None:
             shape = tuple(np.shape(a.data))
         if tuple(np.shape(a.data)) != tuple(shape):
-            raise ValueError(f"{a.kind} annotation has shape {np.shape(a.data)}, expected "
+            raise InputError(f"{a.kind} annotation has shape {np.shape(a.data)}, expected "
                              f"{tuple(shape)}")
     if shape is None:
         raise ValueError("no annotations and no shape: cannot build targets")

@@ -27,10 +27,14 @@ if TYPE_CHECKING:
     import napari
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: post-processing choices: (text, ExportOptions.postprocess); None = the model's own
+POSTPROCESS = (("As the model recommends", None), ("none (raw network output)", "none"),
+               ("largest component per class", "largest"),
+               ("anatomy (organ's largest component + schema rules)", "anatomy"))
 OPTIONS = {
     "probabilities": "Probability maps",
     "uncertainty": "Uncertainty (entropy) maps",
-    "largest_component": "Keep largest component per class",
+    "largest_component": "Keep largest component per class (= post-processing 'largest')",
     "fill_holes": "Fill holes",
     "flip_tta": "Flip test-time augmentation",
     "force": "Redo volumes already exported",
@@ -71,6 +75,11 @@ class ExportPanel(QWidget):
         self.show_results.setChecked(True)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        self.post_combo = QComboBox()
+        for text, key in POSTPROCESS:
+            self.post_combo.addItem(text, key)
+        self.post_combo.setToolTip("Default: the post-processing the model records; another "
+                                   "choice is an explicit override, recorded in the manifest")
         self.start_button = QPushButton("Start export")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -86,6 +95,7 @@ class ExportPanel(QWidget):
                                    self.input_files_button))
         form.addRow("Output", _row(self.out_edit, self.out_button))
         form.addRow("Device", self.device_combo)
+        form.addRow("Post-processing", self.post_combo)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         for check in self.checks.values():
@@ -101,6 +111,9 @@ class ExportPanel(QWidget):
         self.input_files_button.clicked.connect(self._pick_files)
         self.out_button.clicked.connect(lambda: self._pick_folder(self.out_edit))
         self.start_button.clicked.connect(self.start)
+        self.model_edit.textChanged.connect(self._show_recommendation)
+        self.checks["largest_component"].toggled.connect(self._largest_toggled)
+        self.post_combo.currentIndexChanged.connect(self._post_changed)
         self.cancel_button.clicked.connect(self.cancel)
 
     # -- state ---------------------------------------------------------------------------
@@ -110,7 +123,28 @@ class ExportPanel(QWidget):
 
     def options(self) -> ExportOptions:
         return ExportOptions(device=self.device_combo.currentText(),
+                             postprocess=self.post_combo.currentData(),
                              **{key: check.isChecked() for key, check in self.checks.items()})
+
+    def _largest_toggled(self, checked: bool) -> None:
+        """The old check box is the 'largest' choice of the post-processing box."""
+        if checked and self.post_combo.currentData() not in (None, "largest"):
+            self.post_combo.setCurrentIndex(2)
+
+    def _post_changed(self, _index: int) -> None:
+        if self.post_combo.currentData() not in (None, "largest"):
+            self.checks["largest_component"].setChecked(False)
+
+    def _show_recommendation(self, text: str) -> None:
+        """Name the model's recorded post-processing in the default entry."""
+        label = POSTPROCESS[0][0]
+        try:
+            from .logic import recommended_postprocess
+
+            label += f" ({recommended_postprocess(Path(text.strip()))})" if text.strip() else ""
+        except Exception:  # not (yet) a model folder: the plain label
+            pass
+        self.post_combo.setItemText(0, label)
 
     def inputs(self) -> list[Path]:
         return [Path(p.strip()) for p in self.input_edit.text().split(";") if p.strip()]

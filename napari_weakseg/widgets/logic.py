@@ -345,43 +345,62 @@ def save_accepted(project, volume, accepted: Accepted, *, author: str | None = N
 
 
 # -- prediction & uncertainty --------------------------------------------------------------
-_MODEL_CACHE: dict[tuple[str, str, float], tuple[Any, dict]] = {}
+_MODEL_CACHE: dict[tuple[str, str, float, float], Any] = {}
 _MODEL_LOCK = threading.Lock()
 
 
-def load_model_cached(model_path: str | os.PathLike, device: str = "auto"):
-    """``(net, config, device)``; a model folder is loaded once per weights file version."""
-    from ..nets.model_folder import WEIGHTS, load_model
-    from ..training.trainer import select_device
+def load_predictor(model_path: str | os.PathLike, device: str = "auto"):
+    """The shared :class:`~napari_weakseg.inference.predictor.Predictor` of a model folder,
+    loaded once per weights/config file version and device."""
+    from ..inference.predictor import Predictor
+    from ..nets.model_folder import CONFIG, WEIGHTS
+    from ..preprocess import select_device
 
     torch_device = select_device(device)
-    weights = Path(model_path) / WEIGHTS
-    key = (str(Path(model_path).resolve()), str(torch_device),
-           weights.stat().st_mtime if weights.exists() else 0.0)
+    folder = Path(model_path)
+    stamps = tuple((folder / name).stat().st_mtime if (folder / name).exists() else 0.0
+                   for name in (WEIGHTS, CONFIG))
+    key = (str(folder.resolve()), str(torch_device), *stamps)
     with _MODEL_LOCK:
         if key not in _MODEL_CACHE:
             _MODEL_CACHE.clear()
-            _MODEL_CACHE[key] = load_model(model_path, device=str(torch_device))
-        net, config = _MODEL_CACHE[key]
-    return net, config, torch_device
+            predictor = Predictor(folder, device=torch_device)
+            predictor.load()
+            _MODEL_CACHE[key] = predictor
+        return _MODEL_CACHE[key]
 
 
-def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str = "auto"):
-    """Predict a (Z, Y, X) image with a model folder → ``inference.predict.Prediction``.
+def load_model_cached(model_path: str | os.PathLike, device: str = "auto"):
+    """``(net, config, device)`` of the cached predictor (older callers)."""
+    predictor = load_predictor(model_path, device)
+    return predictor.net, predictor.config, predictor.device
+
+
+def recommended_postprocess(model_path: str | os.PathLike) -> str:
+    """The post-processing a model folder records (what the GUI uses by default)."""
+    from ..nets.model_folder import read_config
+    from ..postprocess import Postprocessing
+
+    return Postprocessing.from_config(read_config(model_path).get("postprocessing")).name
+
+
+def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str = "auto",
+                  spacing=None, postprocess: str | None = None):
+    """Predict a (Z, Y, X) image with a model folder → ``inference.predict.Prediction``,
+    through the shared predictor: the model's pre-processing (``spacing`` (z, y, x) mm is
+    needed by a model that resamples to a target spacing) and post-processing
+    (``postprocess`` overrides it: none, largest, anatomy).
 
     In the viewer's process torch uses at most ``default_threads()`` CPU threads, so one
     core stays free for napari's event loop.
     """
     import torch
 
-    from ..inference.predict import predict_volume
-
     if torch.get_num_threads() > default_threads():
         torch.set_num_threads(default_threads())
-    net, config, torch_device = load_model_cached(model_path, device)
+    predictor = load_predictor(model_path, device)
     with _MODEL_LOCK:  # one prediction at a time per process: the net is shared
-        return predict_volume(net, np.asarray(image), config["preprocessing"]["size"],
-                              device=torch_device)
+        return predictor.predict(np.asarray(image), spacing, postprocess=postprocess)
 
 
 def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
@@ -416,7 +435,8 @@ def rank_volumes(project_root: str | os.PathLike, model_path: str | os.PathLike,
         scores = []
         for record in records[:limit]:
             image = project.read_image(record, verify=False)
-            prediction = predict_image(model_path, image.data, device)
+            prediction = predict_image(model_path, image.data, device,
+                                       spacing=image.geometry.spatial_spacing)
             scores.append((record.name, float(prediction.entropy.mean())))
     finally:
         project.close()
@@ -432,16 +452,11 @@ class ModelChoice:
 
 
 def zoo_dir() -> Path:
-    """The model zoo: ``$WEAKSEG_MODELS``, the repository's ``models/`` folder (source and
-    editable installs), else ``<prefix>/share/napari-weakseg/models`` (wheel installs)."""
-    import sys
+    """The model zoo: ``$WEAKSEG_MODELS``, the wheel's package data, else the checkout's
+    ``models/`` (:func:`napari_weakseg.zoo.zoo_dir`)."""
+    from ..zoo import zoo_dir as _zoo_dir
 
-    if os.environ.get(ZOO_ENV):
-        return Path(os.environ[ZOO_ENV])
-    repository = Path(__file__).resolve().parents[2] / "models"
-    if repository.is_dir():
-        return repository
-    return Path(sys.prefix) / "share" / "napari-weakseg" / "models"
+    return _zoo_dir()
 
 
 def model_choices(project=None, zoo: str | os.PathLike | None = None) -> list[ModelChoice]:

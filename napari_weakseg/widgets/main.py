@@ -18,7 +18,7 @@ from .project import ProjectPanel
 from .review import ReviewPanel
 from .signals import Session
 from .train import TrainPanel
-from .workers import WindowCloseFilter, install_on_window
+from .workers import WindowCloseFilter, install_on_window, on_exit
 
 if TYPE_CHECKING:
     import napari
@@ -64,11 +64,17 @@ class WeakSegWidget(QWidget):
         self.session.project_changed.connect(self._on_project)
         self._close_filter = WindowCloseFilter(self._on_window_close)
         self._closed = False
+        # the viewer's window is known now: closing it (even before this widget was ever
+        # shown, e.g. docked and closed without an event loop) ends the session
+        window = _viewer_window(viewer)
+        if window is not None:
+            window.installEventFilter(self._close_filter)
         from qtpy.QtWidgets import QApplication
 
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(_weak_call(self, "close_session"))
+        on_exit(_weak_call(self, "close_session"))
 
     def add_panel(self, title: str, panel: QWidget) -> QWidget:
         """Add a tab (scrollable, so long panels fit small screens; combo boxes shrink to
@@ -90,8 +96,10 @@ class WeakSegWidget(QWidget):
         raise KeyError(title)
 
     def close_session(self) -> None:
-        """Save pending edits, stop a running training (checkpoint kept), close the
-        project. Called when the napari window closes."""
+        """Save pending edits, stop a running training (checkpoint kept), join the
+        background tasks (a thread worker alive at interpreter exit aborts the process),
+        close the project. Called when the napari window closes, when the application
+        quits, and at interpreter exit."""
         if self._closed:
             return
         self._closed = True
@@ -100,7 +108,12 @@ class WeakSegWidget(QWidget):
         except RuntimeError:  # Qt side already deleted; edits were saved on close request
             pass
         self.train_panel.shutdown()
-        self.session.executor.wait(30.0)
+        executor = self.session.executor
+        shutdown = getattr(executor, "shutdown", None)
+        if shutdown is not None:
+            shutdown(30.0)
+        else:
+            executor.wait(30.0)
         self.session.close()
 
     def _on_window_close(self, event) -> None:
@@ -146,6 +159,14 @@ class WeakSegWidget(QWidget):
     def showEvent(self, event):
         super().showEvent(event)
         install_on_window(self, self._close_filter)
+
+
+def _viewer_window(viewer):
+    """The viewer's Qt main window, or ``None`` (a headless or fake viewer)."""
+    from qtpy.QtWidgets import QWidget
+
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    return window if isinstance(window, QWidget) else None
 
 
 def _weak_call(obj, method: str):

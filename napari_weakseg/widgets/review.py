@@ -38,6 +38,15 @@ class ReviewPanel(QWidget):
 
         self.model_combo = QComboBox()
         self.predict_button = QPushButton("Predict current volume")
+        self.post_combo = QComboBox()
+        self.post_combo.setToolTip("How the raw network output is cleaned: as the model "
+                                   "records (default), none, largest component per class, or "
+                                   "anatomy (the organ's largest component + schema rules)")
+        for text, key in (("Post-processing: as the model recommends", None),
+                          ("Post-processing: none (raw network output)", "none"),
+                          ("Post-processing: largest component per class", "largest"),
+                          ("Post-processing: anatomy (organ + schema rules)", "anatomy")):
+            self.post_combo.addItem(text, key)
         self.auto_check = QCheckBox("Predict when training ends")
         self.auto_check.setToolTip("Predict the open volume with each new model")
         self.auto_check.setChecked(True)
@@ -61,6 +70,7 @@ class ReviewPanel(QWidget):
         row.addWidget(self.model_combo, 1)
         layout.addLayout(row)
         layout.addWidget(self.predict_button)
+        layout.addWidget(self.post_combo)
         layout.addWidget(self.auto_check)
         accept_box = QGroupBox("Correct, then accept")
         accept_layout = QVBoxLayout(accept_box)
@@ -167,7 +177,9 @@ class ReviewPanel(QWidget):
             self.status.setText(f"Prediction failed: {exc}")
             show_error(f"WeakSeg prediction failed: {exc}")
 
+        spacing = tuple(float(s) for s in image.scale[-3:]) if image.ndim >= 3 else None
         self.session.executor.run(logic.predict_image, model, np.asarray(image.data),
+                                  spacing=spacing, postprocess=self.post_combo.currentData(),
                                   on_done=done, on_error=failed)
         return True
 
@@ -295,9 +307,11 @@ class ReviewPanel(QWidget):
         top = ", ".join(f"z={z} ({s:.2f})" for z, s in self.suggested_slices[:3])
         self.suggest_label.setText(f"Most uncertain slices (mean entropy): {top}" if top
                                    else "Every slice is already complete.")
+        post = getattr(prediction, "postprocess", None)
         self.status.setText(f"Predicted {image.name} with {model.name} in "
-                            f"{self.predict_seconds:.2f} s. Correct it by painting, then "
-                            "accept.")
+                            f"{self.predict_seconds:.2f} s"
+                            + (f" (post-processing: {post})" if post else "")
+                            + ". Correct it by painting, then accept.")
 
     def _show_uncertainty(self, image, entropy, schema, metadata, base) -> None:
         """The entropy map, below the label map, on the next turn of the event loop: the

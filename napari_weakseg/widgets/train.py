@@ -34,6 +34,18 @@ HYPERPARAMETERS = {
 }
 
 
+def resume_text(record) -> str:
+    """One line on a resumable run (``record.status`` as reported by
+    ``training.project_runs.run_status``)."""
+    name = Path(record.out_dir).name
+    why = {"interrupted": "was interrupted (napari or the training command ended while it "
+                          "ran)",
+           "budget": "stopped at its time budget",
+           "cancelled": "was cancelled",
+           "failed": "failed"}.get(record.status, f"is {record.status}")
+    return f"Run {name} {why}; Resume goes on from its checkpoint."
+
+
 class CurvePlot(QWidget):
     """A small live line plot (QPainter): one polyline per named series, with a legend."""
 
@@ -202,6 +214,7 @@ class TrainPanel(QWidget):
 
         self.set_profile("quick-cpu")
         self.method_combo.currentIndexChanged.connect(self._show_method)
+        self.model_combo.currentIndexChanged.connect(self._show_parent)
         self.profile_combo.currentIndexChanged.connect(
             lambda _i: self.set_profile(self.profile_combo.currentData()))
         self.start_button.clicked.connect(lambda: self.start_training())
@@ -251,6 +264,29 @@ class TrainPanel(QWidget):
         if base.device in [self.device_combo.itemText(i)
                            for i in range(self.device_combo.count())]:
             self.device_combo.setCurrentText(base.device)
+        self._show_parent()
+
+    def _show_parent(self, *_args) -> None:
+        """Fine-tuning keeps the parent's network width and slice size (and its pre- and
+        post-processing): show them, not editable; a new network makes them editable."""
+        choice = self.model_combo.currentData()
+        parent = None
+        if getattr(choice, "path", None) is not None:
+            try:
+                from ..nets.model_folder import read_config
+                from ..preprocess import Preprocessing
+
+                config = read_config(choice.path)
+                parent = (Preprocessing.from_config(config["preprocessing"]).size[0],
+                          config["network"].get("base_width"))
+            except Exception:  # an unreadable folder: the run will say why
+                parent = None
+        for key, value in zip(("size", "base_width"), parent or (None, None)):
+            self.fields[key].setEnabled(parent is None)
+            self.fields[key].setToolTip("" if parent is None else
+                                        "fine-tuning: the parent model's value")
+            if value is not None:
+                self.fields[key].setValue(int(value))
 
     def set_hyperparameters(self, **values) -> None:
         """Set form fields: iterations, batch_size, size, base_width, val_every, threads,
@@ -329,7 +365,9 @@ class TrainPanel(QWidget):
         return handle
 
     def resume_training(self):
-        """Go on with the last cancelled/failed run from its checkpoint."""
+        """Go on from its checkpoint with the last run that stopped early: cancelled,
+        failed, interrupted (napari or ``weakseg train`` was killed) or stopped by its time
+        budget — also one found when the project was opened."""
         from napari.utils.notifications import show_error
 
         if self.is_running or self._resume_dir is None or self.session.project is None:
@@ -392,11 +430,14 @@ class TrainPanel(QWidget):
         self.refresh_models()
         self._resume_dir = None
         if project is not None:
-            record = logic.resumable_run(project)
+            try:
+                record = logic.resumable_run(project)
+            except Exception as exc:  # a run folder that cannot be read: say so, go on
+                record = None
+                self.status.setText(f"Could not check the project's runs: {exc}")
             if record is not None:
                 self._resume_dir = Path(record.out_dir)
-                self.status.setText(f"Run {self._resume_dir.name} ({record.status}) can be "
-                                    "resumed from its checkpoint.")
+                self.status.setText(resume_text(record))
         self._update_buttons()
 
     def _set_methods(self, choices) -> None:

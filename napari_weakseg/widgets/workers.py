@@ -10,14 +10,25 @@ Panels never start threads themselves: they hand a function to ``session.executo
 
 Heavy work (training) never runs in these threads: it runs in the engine's own process; a
 thread only reads its event stream (blocked on a pipe, so it holds no GIL while waiting).
+
+Closing: a thread worker still running when the interpreter exits would abort the process
+(PyQt deletes the worker's signal object under it: "wrapped C/C++ object of type
+WorkerBaseSignals has been deleted", SIGABRT). :meth:`ThreadExecutor.shutdown` waits for
+its tasks (bounded), then drops their callbacks; the WeakSeg widget calls it when the
+viewer closes, and an ``atexit`` hook calls it for every executor still open (after the
+closers registered with :func:`on_exit`, which stop training runs) before PyQt tears down.
 """
 
 from __future__ import annotations
 
+import atexit
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, Qt
 
 Callback = Callable[[Any], None] | None
 
@@ -87,14 +98,38 @@ class _WorkerTask:
     def __init__(self, worker):
         self.worker = worker
         self._done = False
+        #: set in the worker's thread when its ``run`` is over (a direct connection to
+        #: ``finished``): waiting on it needs no Qt event loop
+        self.ended = threading.Event()
+        self.connections: list[tuple[Any, Callable]] = []
 
     @property
     def done(self) -> bool:
-        return self._done
+        return self._done or self.ended.is_set()
 
     def quit(self) -> None:
-        if not self._done:
+        if not self.done:
             self.worker.quit()
+
+    def disconnect(self) -> None:
+        for signal, slot in self.connections:
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):  # already gone or never connected
+                pass
+        self.connections.clear()
+
+
+#: Seconds :func:`_shutdown_at_exit` waits for running tasks (each executor).
+EXIT_TIMEOUT_S = 60.0
+_EXECUTORS: weakref.WeakSet = weakref.WeakSet()
+_EXIT_CLOSERS: list[Callable[[], None]] = []
+
+
+def on_exit(callback: Callable[[], None]) -> None:
+    """Call ``callback`` at interpreter exit, before the executors are shut down (stop
+    long work there: a training run). Hold no strong reference to a widget in it."""
+    _EXIT_CLOSERS.append(callback)
 
 
 class ThreadExecutor:
@@ -102,10 +137,28 @@ class ThreadExecutor:
 
     def __init__(self):
         self._tasks: set[_WorkerTask] = set()
+        self._closed = False
+        _EXECUTORS.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _callback(self, callback: Callable) -> Callable:
+        """``callback`` unless the executor was shut down (its panels are going away)."""
+        def call(*args):
+            if not self._closed:
+                callback(*args)
+
+        return call
 
     def _start(self, func, args, kwargs, connect) -> Task:
         from napari.qt.threading import create_worker
 
+        if self._closed:  # after shutdown: inline, nobody to call back
+            return SynchronousExecutor().run(
+                (lambda: list(func(*args, **kwargs))) if "yielded" in connect
+                else (lambda: func(*args, **kwargs)), on_error=lambda exc: None)
         worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True,
                                **kwargs)
         task = _WorkerTask(worker)
@@ -117,8 +170,13 @@ class ThreadExecutor:
 
         for signal_name, callback in connect.items():
             if callback is not None:
-                getattr(worker, signal_name).connect(callback)
+                slot = self._callback(callback)
+                signal = getattr(worker, signal_name)
+                signal.connect(slot)
+                task.connections.append((signal, slot))
+        worker.finished.connect(task.ended.set, Qt.DirectConnection)
         worker.finished.connect(finished)
+        task.connections.append((worker.finished, finished))
         worker.start()
         return task
 
@@ -135,15 +193,53 @@ class ThreadExecutor:
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Block until the running tasks end (window closing: a thread still running at
-        interpreter exit would abort the process). Returns whether they all ended."""
+        interpreter exit would abort the process). Needs no event loop. Returns whether
+        they all ended."""
         from qtpy.QtCore import QThreadPool
 
-        if not self._tasks:
-            return True
-        return QThreadPool.globalInstance().waitForDone(int(timeout * 1000))
+        deadline = time.monotonic() + timeout
+        for task in list(self._tasks):
+            if not task.ended.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        # ``ended`` is set inside the worker's last emits: let its ``run`` return too
+        QThreadPool.globalInstance().waitForDone(
+            int(1000 * min(1.0, max(0.05, deadline - time.monotonic()))))
+        return True
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """The panels are going away: wait (bounded) for the running tasks, ask the ones
+        still running to quit, then drop every callback (queued results are not delivered
+        to deleted widgets). Later tasks run inline. Returns whether all tasks ended."""
+        self._closed = True
+        ended = self.wait(timeout)
+        if not ended:
+            for task in list(self._tasks):
+                task.quit()  # a stream stops at its next item
+            ended = self.wait(min(timeout, 5.0))
+        for task in list(self._tasks):
+            task.disconnect()
+            if task.done:
+                self._tasks.discard(task)
+        return ended
 
 
-__all__ = ["SynchronousExecutor", "Task", "TaskExecutor", "ThreadExecutor"]
+@atexit.register
+def _shutdown_at_exit() -> None:
+    """Registered after PyQt's own exit hook, so it runs first: stop and join the tasks
+    while their Qt objects still exist."""
+    for closer in list(_EXIT_CLOSERS):
+        try:
+            closer()
+        except Exception:
+            pass
+    for executor in list(_EXECUTORS):
+        try:
+            executor.shutdown(EXIT_TIMEOUT_S)
+        except Exception:
+            pass
+
+
+__all__ = ["SynchronousExecutor", "Task", "TaskExecutor", "ThreadExecutor", "on_exit"]
 
 
 class WindowCloseFilter(QObject):

@@ -100,3 +100,33 @@ def test_import_of_the_real_acdc_folder_is_one_command(tmp_path, capsys, acdc_di
     assert code == 0 and "import (acdc)" in out and "2 annotations and 2 ground truths" in out
     code, out = run(capsys, "list", tmp_path / "p", "--split", "val")
     assert code == 0 and "frame=ED" in out and "frame=ES" in out
+
+
+def test_init_finishes_an_interrupted_project_and_never_replaces_one(tmp_path, capsys):
+    half = tmp_path / "half"  # `weakseg init` killed before it wrote the label schema
+    half.mkdir()
+    (half / "project.sqlite").write_bytes(b"")
+    code, out = run(capsys, "list", half)
+    assert code == 1 and "weakseg init" in out and "Traceback" not in out
+    code, out = run(capsys, "init", half, "--classes", "background", "liver")
+    assert code == 0 and "finished the interrupted project" in out
+    paths = write_case(tmp_path / "src", tiny_case(0))
+    code, out = run(capsys, "add", half, paths["image"])
+    assert code == 0
+    before = (half / "project.sqlite").read_bytes()
+    code, out = run(capsys, "init", half)
+    assert code == 1 and "already exists" in out
+    assert (half / "project.sqlite").read_bytes() == before
+    code, out = run(capsys, "list", half)
+    assert code == 0 and "background, liver" in out and "tiny000" in out
+
+
+def test_a_damaged_manifest_is_one_line_for_list(tmp_path, capsys):
+    Project.create(tmp_path / "p").close()
+    manifest = tmp_path / "p" / "project.sqlite"
+    manifest.write_bytes(np.random.default_rng(3).bytes(manifest.stat().st_size))
+    for command in ("list", "add", "annotations"):
+        extra = {"add": ["x.nii.gz"], "annotations": ["vol"]}.get(command, [])
+        code, out = run(capsys, command, tmp_path / "p", *extra)
+        assert code == 1 and str(manifest) in out and "damaged" in out
+        assert len(out.strip().splitlines()) == 1 and "Traceback" not in out

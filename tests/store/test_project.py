@@ -323,7 +323,8 @@ def test_tampered_files_are_detected_on_read(project, volume, case):
 def test_orphans_are_listed_and_removed(project, volume, case):
     project.save_annotation(volume, "scribble", case.scribble)
     folder = next((project.root / "annotations").iterdir())
-    orphan = folder / ".scribble.default.x.nii.gz.abc.tmp.nii.gz"
+    # the temporary of an interrupted atomic write (io.atomic.atomic_path's naming)
+    orphan = folder / ".scribble.default.20250101T000000-0123456789ab.nii.gz.k3j_x9q1.tmp.nii.gz"
     orphan.write_bytes(b"half a file")
     report = project.verify()
     assert report.ok and report.orphans == [orphan]

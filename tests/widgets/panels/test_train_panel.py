@@ -109,3 +109,52 @@ def test_a_crashing_run_is_reported_and_napari_keeps_working(make_napari_viewer,
     viewer.add_image(np.random.default_rng(0).random((32, 32)), name="still alive")
     shot = save_screenshot(viewer, screenshot_dir / "train_panel_failed.png")
     assert shot[..., :3].std() > 10
+
+
+def test_an_interrupted_run_is_offered_for_resume_after_reopening(make_napari_viewer,
+                                                                   tiny_project, qtbot,
+                                                                   tmp_path):
+    from tests.training.test_project_runs import kill_cli_mid_run
+
+    run_dir = kill_cli_mid_run(tiny_project, tmp_path / "model")  # `weakseg train` killed
+    viewer, widget = _docked(make_napari_viewer, qtbot)
+    widget.project_panel.open_project(tiny_project)
+    train = widget.train_panel
+    assert train.resume_button.isEnabled()  # old code: the run stayed "running", no resume
+    assert f"Run {run_dir.name} was interrupted" in train.status.text()
+    handle = train.resume_training()
+    assert handle is not None and handle.run_dir == run_dir and handle.method == "pce"
+    qtbot.waitUntil(lambda: handle.start_iteration > 0, timeout=60000)
+    train.cancel_training()
+    qtbot.waitUntil(lambda: train.last_result is not None, timeout=60000)
+    assert train.last_result.status == "cancelled" and train.last_result.resumable
+    with Project.open(tiny_project) as project:
+        assert project.run(train.last_result.run_id).status == "cancelled"
+
+
+def test_a_budget_stopped_run_is_offered_for_resume_after_reopening(make_napari_viewer,
+                                                                    tiny_project, tiny_model):
+    from napari_weakseg.training.events import Finished
+    from napari_weakseg.training.project_runs import RunHandle, finalise_run
+
+    run_dir = tiny_project / "runs" / "20240101-000000-pce"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"checkpoint")
+    with Project.open(tiny_project) as project:
+        run_id = project.create_run("pce", {}, out_dir=run_dir).id
+
+    class NoRun:
+        def events(self):
+            return iter(())
+
+    outcome = finalise_run(tiny_project, RunHandle(NoRun(), run_id, run_dir, run_dir.name,
+                                                   600, 0, "pce"),
+                           Finished("budget", 20, str(tiny_model), 0.5, 60.0))
+    assert outcome.resumable
+    viewer = make_napari_viewer()  # the project reopened later
+    widget = WeakSegWidget(viewer, executor=SynchronousExecutor())
+    widget.project_panel.open_project(tiny_project)
+    train = widget.train_panel
+    assert train.resume_button.isEnabled()  # old code: offered once, not after reopening
+    assert f"Run {run_dir.name} stopped at its time budget" in train.status.text()
+    widget.close_session()
