@@ -8,11 +8,19 @@
     .venv/bin/python benchmarks/acdc.py full --supervision multisource-naive --minutes 10
     .venv/bin/python benchmarks/acdc.py disambig --sampling uniform --minutes 5
     .venv/bin/python benchmarks/acdc.py disambig --supervision sparse-0.2 --minutes 5
+    .venv/bin/python benchmarks/acdc.py mixed --supervision mixed-groups --minutes 10
+    .venv/bin/python benchmarks/acdc.py effdnet --supervision mixed-groups --minutes 10
+    .venv/bin/python benchmarks/acdc.py mixed --supervision scribble+corrections --minutes 10
 
 Data: ``../shared/data/acdc`` — the train split's real manual scribbles (``pce``,
 ``effdnet``), dense labels (``full``), or weak labels simulated from them (``refineseg``:
 coarse +/−, ``disambig``: three partial/sparse sources; ``--supervision`` overrides, see
-``napari_weakseg.training.sources.simulated_acdc_targets``); evaluation on the val split (never a test set),
+``napari_weakseg.training.sources.simulated_acdc_targets``). ``mixed`` (issue 16):
+``mixed-groups`` — patients in four groups: real scribbles / coarse +/− / partial / sparse
+(``sources.mixed_group_targets``); ``scribble+corrections`` — real scribbles everywhere plus
+3 accepted (complete) slices on the first 10 patients' 20 volumes (the loop case). On these
+two, a single-kind method trains on the part it can use (``sources.restrict_to_kinds``:
+what a project would give it) and ``pce`` on everything; evaluation on the val split (never a test set),
 3D per-class Dice, HD95 and ASSD in mm on each volume's own grid. The poly
 schedule follows the wall-clock budget (the iteration count is an upper bound from a
 measured step time), so the learning rate reaches zero as the budget ends.
@@ -36,7 +44,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ACDC = ROOT.parent / "shared" / "data" / "acdc"
 SUPERVISION = {"pce": "scribble", "effdnet": "scribble", "full": "dense",
-               "refineseg": "coarse", "disambig": "multisource"}
+               "refineseg": "coarse", "disambig": "multisource", "mixed": "mixed-groups"}
+MIXED_SUPERVISION = ("mixed-groups", "scribble+corrections")
 
 
 def estimate_step_seconds(config, data, method: str) -> float:
@@ -102,9 +111,11 @@ def main(argv=None) -> int:
     parser.add_argument("--evaluate", type=Path, metavar="RUN_DIR",
                         help="only evaluate RUN_DIR/model (no training)")
     parser.add_argument("--supervision", help="scribble, dense, coarse, coarse-full, "
-                        "multisource, multisource-naive, multisource-partial, sparse-FRACTION "
+                        "multisource, multisource-naive, multisource-partial, sparse-FRACTION, "
+                        "mixed-groups, scribble+corrections "
                         "(default: by method)")
-    parser.add_argument("--sampling", choices=["slices", "uniform", "mdc", "hierarchical"],
+    parser.add_argument("--sampling", choices=["slices", "uniform", "mdc", "hierarchical",
+                                               "kinds"],
                         help="how training draws slices (default: the method's)")
     parser.add_argument("--preprocessing", choices=["resize", "spacing"],
                         help="resize slices whole (default) or resample to a target spacing "
@@ -155,6 +166,11 @@ def main(argv=None) -> int:
         data = acdc_data(args.acdc, supervision, limit=args.limit,
                          normalisation=config.normalisation, inner_val=args.inner_val,
                          inner_seed=args.inner_seed)
+        if supervision in MIXED_SUPERVISION and args.method != "mixed":
+            from napari_weakseg.methods import get_method
+            from napari_weakseg.training.sources import restrict_to_kinds
+
+            data.train = restrict_to_kinds(data.train, get_method(args.method).kinds)
         load_s = time.time() - t0
         step = estimate_step_seconds(config, data, args.method)
         budget = args.minutes * 60

@@ -56,8 +56,8 @@ class _Anatomy:
             lv_radius=rng.uniform(22.0, 28.0),
             wall=rng.uniform(7.0, 10.0),
             rv_angle=rng.uniform(np.deg2rad(190), np.deg2rad(220)),
-            rv_offset=rng.uniform(30.0, 36.0),
-            rv_radii=(rng.uniform(30.0, 36.0), rng.uniform(18.0, 24.0)),
+            rv_offset=rng.uniform(34.0, 40.0),
+            rv_radii=(rng.uniform(38.0, 44.0), rng.uniform(22.0, 28.0)),
             body_radii=(fy * rng.uniform(0.40, 0.46), fx * rng.uniform(0.44, 0.49)),
             ejection=rng.uniform(0.45, 0.65),
             bias=(rng.uniform(-0.25, 0.25), rng.uniform(-0.25, 0.25), rng.uniform(0.0, 2 * np.pi)),
@@ -96,7 +96,7 @@ def _slice_masks(anat: _Anatomy, yy, xx, level: float, phase: float):
         pu = (yy - rcy) * np.sin(ang) + (xx - rcx) * np.cos(ang)
         pv = -(yy - rcy) * np.cos(ang) + (xx - rcx) * np.sin(ang)
         rv = ((pu / max(ax, 1e-3)) ** 2 + (pv / max(ay, 1e-3)) ** 2 < 1.0)
-        rv &= rho >= r_lv + wall + 2.0
+        rv &= rho >= r_lv + wall  # the septum borders the RV blood pool, as in cine MRI
     return lv, myo, rv, r_lv, wall
 
 

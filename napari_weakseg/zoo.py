@@ -50,9 +50,24 @@ def zoo_models(folder: str | os.PathLike | None = None) -> dict[str, Path]:
             if p.is_dir() and (p / "config.json").is_file()}
 
 
+def default_model(folder: str | os.PathLike | None = None) -> Path | None:
+    """The zoo model new users start from: the one whose ``config.json`` says
+    ``"zoo_default": true``, else the first by name; ``None`` for an empty zoo."""
+    import json
+
+    models = zoo_models(folder)
+    for path in models.values():
+        try:
+            if json.loads((path / "config.json").read_text()).get("zoo_default") is True:
+                return path
+        except (OSError, ValueError, AttributeError):
+            continue
+    return next(iter(models.values()), None)
+
+
 def zoo_model(name: str) -> Path | None:
     """The zoo model folder called ``name``, or ``None``."""
     return zoo_models().get(name)
 
 
-__all__ = ["ZOO_ENV", "zoo_dir", "zoo_model", "zoo_models"]
+__all__ = ["ZOO_ENV", "default_model", "zoo_dir", "zoo_model", "zoo_models"]

@@ -10,13 +10,19 @@ import numpy as np
 
 def register(subparsers) -> None:
     demo = subparsers.add_parser(
-        "demo", help="run the headless demo (synthetic data → project → pCE → Dice + PNG)",
+        "demo", help="run the headless demo (synthetic data → project → fine-tune the zoo "
+                     "model on the scribbles → Dice + PNG)",
         description="Generate the synthetic cardiac cohort, import it into a project with "
-                    "its scribbles, train the pCE baseline briefly on CPU in a separate "
-                    "process, predict the held-out subject, print per-class Dice and write "
-                    "an overlay PNG.")
+                    "its scribbles, fine-tune the default zoo model on them with pCE on CPU "
+                    "in a separate process (--from-scratch: train from random weights), "
+                    "predict the held-out subject, print per-class Dice and write an overlay "
+                    "PNG.")
     demo.add_argument("--out", type=Path, default=Path("weakseg-demo"), help="working folder")
-    demo.add_argument("--iterations", type=int, default=300)
+    demo.add_argument("--iterations", type=int, default=None,
+                      help="training iterations (default: 80 when fine-tuning, 600 from "
+                           "scratch)")
+    demo.add_argument("--from-scratch", action="store_true",
+                      help="train from random weights instead of fine-tuning the zoo model")
     demo.add_argument("--subjects", type=int, default=4, help="synthetic subjects (last = val)")
     demo.set_defaults(handler=run_demo)
 
@@ -29,6 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..synthetic import make_cohort, write_cohort
     from ..training.config import profile
     from ..training.runner import TrainingRun
+    from ..zoo import default_model
     from .engine import EventPrinter
 
     out: Path = args.out
@@ -48,10 +55,17 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{len(project.volumes(split='val'))} validation volumes")
     finally:
         project.close()
-    config = profile("quick-cpu", method="pce", iterations=args.iterations, size=96,
-                     val_every=max(args.iterations // 3, 1))
-    print(f"3. training pCE for {args.iterations} iterations (quick CPU profile, separate "
-          "process)")
+    parent = None if args.from_scratch else default_model()
+    iterations = args.iterations or (80 if parent is not None else 600)
+    config = profile("quick-cpu", method="pce", iterations=iterations, size=96,
+                     val_every=max(iterations // 4, 1), checkpoint_every=max(iterations // 4, 1),
+                     init_model=str(parent) if parent is not None else None)
+    if parent is not None:
+        print(f"3. fine-tuning the zoo model {parent.name} with pCE for {iterations} iterations "
+              "(separate process; its pre- and post-processing are kept)")
+    else:
+        print(f"3. training pCE from scratch for {iterations} iterations (quick CPU profile, "
+              "separate process)")
     run = TrainingRun(out / "run", config, {"kind": "project",
                                             "path": str((out / "project").resolve())})
     run.start()

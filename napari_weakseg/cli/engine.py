@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ..errors import InputError, OptionError
@@ -19,7 +20,8 @@ def register(subparsers) -> None:
                     "tagged split=val that have a reference mask. Progress streams as it "
                     "runs; Ctrl-C cancels gracefully (a checkpoint is kept; --resume goes on).")
     train.add_argument("project", type=Path)
-    train.add_argument("--method", help="pce, full, effdnet, refineseg, disambig (not needed "
+    train.add_argument("--method", help="pce, full, effdnet, refineseg, disambig, mixed (every "
+                       "kind at once; suggested when the project holds several); not needed "
                        "with --resume: the run's recorded method and options are used)")
     train.add_argument("--profile", default=None,
                        help="cpu (the default without a CUDA GPU), paper (the default with "
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
     train.add_argument("--size", type=int, help="training slice size (multiple of 16)")
     train.add_argument("--width", type=int, help="U-Net base width")
     train.add_argument("--lr", type=float)
-    train.add_argument("--init", help="model folder to fine-tune from")
+    train.add_argument("--init", help="model folder, or zoo model name, to fine-tune from")
     train.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps")
     train.add_argument("--val", help='validation volumes as tag filters, e.g. "split=val"')
     train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -103,6 +105,20 @@ def _tag_filter(text: str | None) -> dict | None:
     return dict(pairs)
 
 
+def resolve_model(name_or_path: str | Path) -> str:
+    """A model folder path, or the name of a zoo model (``acdc-cine-...``) → its folder."""
+    from ..zoo import zoo_model, zoo_models
+
+    path = Path(name_or_path)
+    if path.exists():
+        return str(path)
+    found = zoo_model(str(name_or_path))
+    if found is None:
+        raise OptionError(f"--init {name_or_path}: neither a model folder nor a zoo model "
+                          f"(zoo: {', '.join(zoo_models()) or 'empty'})")
+    return str(found)
+
+
 def parse_options(items: list[str]) -> dict:
     """``["lam=0.5", "fadc_box=all"]`` → ``{"lam": 0.5, "fadc_box": "all"}``: values are
     JSON, and a value that is not JSON is taken as a string."""
@@ -119,14 +135,20 @@ def parse_options(items: list[str]) -> dict:
     return options
 
 
+#: Seconds between two progress lines of ``weakseg train`` written to a pipe or a log.
+PIPE_PROGRESS_EVERY_S = 5.0
+
+
 class EventPrinter:
     """The CLI's face of the typed events: one line each; progress redraws one line on a
-    terminal and is thinned to about ten lines per run in logs and pipes."""
+    terminal and is thinned to about ten lines per run in logs and pipes, plus one every
+    :data:`PIPE_PROGRESS_EVERY_S` seconds so a piped run is never silent for long."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.last_tenth = -1
+        self.last_line = 0.0  # time of the last progress line (pipes: one every few s)
 
     def __call__(self, event) -> None:
         out = self.stream
@@ -139,8 +161,10 @@ class EventPrinter:
                 print("\r" + line, end="", file=out, flush=True)
                 return
             tenth = event.iteration * 10 // max(event.iterations, 1)
-            if tenth > self.last_tenth:
-                self.last_tenth = tenth
+            now = time.monotonic()
+            if tenth > self.last_tenth or now - self.last_line >= PIPE_PROGRESS_EVERY_S:
+                self.last_tenth = max(tenth, self.last_tenth)
+                self.last_line = now
                 print(line, file=out, flush=True)
         elif kind == "validation":
             dice = " ".join(f"{k} {v:.3f}" for k, v in event.dice.items())
@@ -175,11 +199,12 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             if not args.method:
                 raise OptionError("--method is required (or --resume [RUN] to go on with a "
-                                  "run)")
+                                  f"run){_suggest_method(project)}")
             overrides = {k: v for k, v in {
                 "iterations": args.iterations, "batch_size": args.batch_size,
                 "size": args.size, "base_width": args.width, "lr": args.lr,
-                "init_model": str(args.init) if args.init else None, "device": args.device,
+                "init_model": resolve_model(args.init) if args.init else None,
+                "device": args.device,
                 "max_seconds": args.minutes * 60 if args.minutes is not None else None,
                 "preprocessing": args.preprocessing, "normalisation": args.normalisation,
                 "target_spacing": list(args.target_spacing) if args.target_spacing else None,
@@ -189,6 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
             config: TrainConfig = profile(args.profile or default_profile(), method=args.method,
                                           method_options=options, **overrides)
             config.validate(project.num_classes)
+            _warn_unused(project, config.method, args.ground_truth)
             source = {"kind": "project", "path": str(project.root.resolve()),
                       "ground_truth_as_training": args.ground_truth}
             if args.val:
@@ -218,6 +244,25 @@ def run_train(args: argparse.Namespace) -> int:
     _copy_model(outcome.model_path, args.out)
     print(f"model folder: {args.out} (registered in the project as {outcome.model_name})")
     return 0
+
+
+def _suggest_method(project) -> str:
+    """"; for this project: M" from the kinds it holds (empty when it holds none)."""
+    from ..training.sources import default_method
+
+    method = default_method({a.kind for a in project.annotations()})
+    return f"; for this project: --method {method}" if method else ""
+
+
+def _warn_unused(project, method: str, ground_truth: bool) -> None:
+    """Say which annotations a single-kind method leaves out (stderr, one line)."""
+    from ..training.sources import unused_annotations, unused_message
+
+    if ground_truth:
+        return
+    message = unused_message(method, unused_annotations(project, method))
+    if message:
+        print(f"note: {message}", file=sys.stderr, flush=True)
 
 
 def _resume(project, args: argparse.Namespace):
@@ -318,8 +363,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     common = sorted(set(preds) & set(gts))
     if not common:
         raise InputError(f"{args.pred_dir}: no file name matches one in {args.gt_dir}")
-    for name in sorted(set(gts) - set(preds)):
-        print(f"warning: no prediction for {name}", file=sys.stderr)
+    missing = sorted(set(gts) - set(preds))
+    if missing:  # one line, not one per file
+        shown = ", ".join(missing[:8]) + (f" … ({len(missing) - 8} more)" if len(missing) > 8
+                                          else "")
+        print(f"warning: {len(missing)} of {len(gts)} reference volume(s) have no prediction "
+              f"in {args.pred_dir} and are not evaluated: {shown}", file=sys.stderr)
     results = {}
     for name in common:
         gt = read_labels(gts[name])

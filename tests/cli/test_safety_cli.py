@@ -213,7 +213,7 @@ def test_export_annotations_refuses_foreign_files_and_the_project_folder(tmp_pat
     (["--option", "use_coarse_pos=\"yes\""], "use_coarse_pos"),
     (["--option", "novalue"], "KEY=VALUE"),
     (["--profile", "turbo"], "unknown profile"),
-    (["--init", "/nonexistent/model"], "not a model folder"),
+    (["--init", "/nonexistent/model"], "neither a model folder nor a zoo model"),
 ])
 def test_bad_training_options_fail_fast_in_one_line(workspace, options, message, capsys):
     before = snapshot(workspace / "project")
