@@ -45,7 +45,10 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("--acdc", type=Path, default=DEFAULT_ACDC)
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default="val",
+                        help="val, train, or inner: the inner-validation patients of the "
+                             "train split (benchmarks/acdc.py --inner-val 10, seed 0) — "
+                             "where post-processing should be chosen")
     parser.add_argument("--limit", type=int, help="first N volumes of the split")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
@@ -58,7 +61,15 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    names = json.loads((args.acdc / "splits.json").read_text())[args.split][:args.limit]
+    splits = json.loads((args.acdc / "splits.json").read_text())
+    if args.split == "inner":
+        from napari_weakseg.training.sources import inner_val_patients
+
+        patients = sorted({c.split("_")[0] for c in splits["train"]})
+        held = set(inner_val_patients(patients, 10, 0))
+        names = [c for c in splits["train"] if c.split("_")[0] in held][:args.limit]
+    else:
+        names = splits[args.split][:args.limit]
     predictor = Predictor(args.model, device=args.device, postprocess="none")
     classes = predictor.classes
     rules = LabelSchema.cardiac().rules()

@@ -23,10 +23,17 @@ def main(argv=None) -> int:
     parser.add_argument("--notes", default="")
     parser.add_argument("--largest-component", action="store_true",
                         help="record largest-component post-processing as the model's default")
+    parser.add_argument("--zoo-default", action="store_true",
+                        help="mark it as the zoo model new users start from (config "
+                             "zoo_default: true)")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="a Markdown file appended to the card (e.g. an ablation table)")
     args = parser.parse_args(argv)
     net, config = load_model(args.run_dir / "model")
     lines = [f"# {args.title}", "", model_card(config).split("\n", 2)[2]]
-    variants = {"": "raw network output", "_lcc": "largest 3D component per class"}
+    post = config.get("postprocessing", {}).get("name", "none")
+    variants = {"": f"the model's recorded post-processing: {post}",
+                "_none": "raw network output", "_lcc": "largest 3D component per class"}
     for suffix, label in variants.items():
         metrics_path = args.run_dir / f"val_metrics{suffix}.json"
         if not metrics_path.exists():
@@ -43,6 +50,10 @@ def main(argv=None) -> int:
         config["validation"][f"acdc_val{suffix}"] = summary
     if args.largest_component:
         config["postprocessing"] = {"largest_component": True}
+    for extra in args.extra:
+        lines += [extra.read_text().strip(), ""]
+    if args.zoo_default:
+        config["zoo_default"] = True
     if args.notes:
         lines += ["## Notes", "", args.notes, ""]
     save_model_folder(args.target, net, config, "\n".join(lines), half_precision=True)

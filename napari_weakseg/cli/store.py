@@ -216,7 +216,10 @@ def run_import(args) -> int:
         if created:
             print(f"created project {project.root} with classes "
                   f"{', '.join(project.schema.names)}")
-        report = import_source(project, args.source, fmt, **options)
+        from ._progress import import_progress
+
+        with import_progress(project, f"importing {args.source} ({fmt})"):
+            report = import_source(project, args.source, fmt, **options)
         print(f"import ({fmt}) of {args.source}: {report.summary()}")
     return 0 if report.ok else 1
 

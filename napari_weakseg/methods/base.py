@@ -19,6 +19,10 @@ Batch keys (2D slices; B samples, C classes, H×W pixels; all on the training de
                  pixel or −1 (no positive coarse label there).
 ``coarse_neg``   (B, Q, C, H, W) bool: per negative coarse strategy, True where the pixel
                  is declared "not class c".
+``kind``         (B, H, W) uint8, only for methods with ``kind_masks`` (``mixed``): which
+                 annotation supervises the pixel, a bitmask of ``weak.targets.KIND_BITS``
+                 (1 scribble stroke, 2 coarse mark, 4 incomplete partial/sparse slice,
+                 8 complete slice: dense or every class declared); 0 = none.
 
 ``rng``          a ``numpy.random.Generator`` seeded from (seed, iteration, rank) for the
                  method's own random draws (e.g. FADC), so resumed runs repeat them; torch's
@@ -72,6 +76,8 @@ class Method:
     optimizer: ClassVar[OptimizerSpec] = OptimizerSpec()
     #: How training draws samples by default (see ``training/data.py``).
     sampling: ClassVar[str] = "slices"
+    #: Whether batches carry the per-pixel ``kind`` bitmask (volumes of several kinds).
+    kind_masks: ClassVar[bool] = False
     #: Option names with their defaults; ``None`` = the subclass checks its own options.
     DEFAULTS: ClassVar[dict[str, Any] | None] = None
 

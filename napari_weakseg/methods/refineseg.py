@@ -335,6 +335,16 @@ class RefineSeg(Method):
 
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, features = net(batch["image"])
+        total, terms = self.coarse_terms(logits, features, batch)
+        return LossOutput(total=total,
+                          terms={k: float(v.detach()) for k, v in terms.items()})
+
+    def coarse_terms(self, logits, features, batch: dict[str, Any]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 8 from the network's outputs (``logits`` (B, L, H, W), ``features``) and the
+        batch's ``coarse_pos``/``coarse_neg``/``valid``: ``(total, terms)`` with the
+        tensors ``pos``, ``pos_ce``, ``pos_dice``, ``neg``, ``reg`` (the ``mixed`` method
+        calls this on its coarse samples)."""
         probs = torch.softmax(logits.float(), 1)
         valid = batch.get("valid")
         pos_sum, ce_sum, dice_sum, reg_sum, neg_sum = (_zero(probs) for _ in range(5))
@@ -363,5 +373,4 @@ class RefineSeg(Method):
         total = pos_sum + neg_sum + self.lam * reg_sum
         terms = {"pos": pos_sum, "pos_ce": ce_sum, "pos_dice": dice_sum, "neg": neg_sum,
                  "reg": reg_sum}
-        return LossOutput(total=total,
-                          terms={k: float(v.detach()) for k, v in terms.items()})
+        return total, terms

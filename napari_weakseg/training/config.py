@@ -51,6 +51,10 @@ class TrainConfig:
     postprocessing: str = "anatomy"
     #: appearance augmentation for other scanners/sequences (``training.data.intensity_augment``)
     intensity_augmentation: bool = False
+    #: live previews: every that many seconds the current weights are written to
+    #: ``RUN_DIR/model_preview`` (a model folder) and a ``preview`` event is emitted, so a
+    #: viewer can show what the model predicts while it trains (``None`` = no previews)
+    preview_every_s: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +89,8 @@ class TrainConfig:
             _check_float("lr", self.lr, positive=True)
         if self.max_seconds is not None:
             _check_float("max_seconds (--minutes)", self.max_seconds, positive=True)
+        if self.preview_every_s is not None:
+            _check_float("preview_every_s", self.preview_every_s, positive=True)
         for name in ("amp", "half_precision_weights", "flip_tta_validation",
                      "intensity_augmentation"):
             if not isinstance(getattr(self, name), bool):
@@ -212,10 +218,14 @@ def default_profile() -> str:
 #: self-disambiguation entropy regulariser, which delays the minority classes in short runs:
 #: 5 min, 3 sources: 0.797 / 0.442 without vs 0.793 / 0.239 with (two seeds); partial
 #: sources alone: 0.792 without vs 0.458 with (RV never learnt). Explicit options win;
-#: docs/results.md has the tables.
+#: docs/results.md has the tables. ``mixed`` runs without EFFDNet's mean-teacher and FBSL
+#: terms on CPU: the teacher pass costs ~20–35 % per step with half the batch scribbled
+#: (128², batch 8, width 8, one thread).
 PROFILE_METHOD_OPTIONS: dict[str, dict[str, dict]] = {
-    "quick-cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0}},
-    "cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0}},
+    "quick-cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0},
+                  "mixed": {"effdnet_terms": False}},
+    "cpu": {"effdnet": {"use_fadc": False}, "disambig": {"entropy_weight": 0.0},
+            "mixed": {"effdnet_terms": False}},
 }
 
 

@@ -3,7 +3,13 @@
 Sampling (``sampling``): ``slices`` draws uniformly over all supervised slices (WSL4MIS);
 ``uniform``, ``hierarchical`` and ``mdc`` draw a volume first (:mod:`.sampling`, the
 self-disambiguation paper's strategies over the volumes' ``dataset``/``modality`` tags and
-classes), then a slice in proportion to the drawn class's voxels.
+classes), then a slice in proportion to the drawn class's voxels; ``kinds`` (the ``mixed``
+method's default) draws a term group (scribble, coarse, partial, dense) uniformly among those
+present, then a slice carrying it uniformly (:class:`.sampling.KindSampler`).
+
+Volumes of different kinds share batches: missing target keys get their "no supervision"
+fill and coarse channels are padded to the largest count; with ``kind_masks`` every sample
+also carries the per-pixel ``kind`` bitmask (``napari_weakseg.weak.targets.KIND_BITS``).
 
 A :class:`TrainingVolume` holds one volume's image and its targets (the keys of
 ``methods/base.py`` in 3D: ``labels`` (Z,Y,X) int64 −1 unknown, ``annotated`` (Z,C) bool,
@@ -33,7 +39,8 @@ from ..errors import InputError, OptionError
 from ..preprocess import (Preprocessing, normalise_intensity, resample_slice,  # noqa: F401
                           resize_slice)
 
-TARGET_FILL = {"labels": -1, "valid": False, "coarse_pos": -1, "coarse_neg": False}
+TARGET_FILL = {"labels": -1, "valid": False, "coarse_pos": -1, "coarse_neg": False,
+               "kind": 0}
 
 
 @dataclass(eq=False)
@@ -77,7 +84,47 @@ def _slice_targets(volume: TrainingVolume, z: int,
     if "coarse_neg" in t:
         neg = t["coarse_neg"][:, :, z].astype(np.uint8)
         out["coarse_neg"] = patch(neg, "coarse_neg").astype(bool)
+    if "kind" in t:
+        out["kind"] = patch(t["kind"][z].astype(np.uint8), "kind").astype(np.uint8)
     return out
+
+
+def _fill_missing_targets(slices: list[dict[str, np.ndarray]]) -> None:
+    """Make every sample carry the same keys and coarse channel counts (in place).
+
+    Volumes of different kinds (a scribble volume without coarse arrays, a coarse volume
+    with P = 1 strategy, …) can then share a batch: a missing key gets its "no supervision"
+    fill (:data:`TARGET_FILL`; ``annotated`` all False), and ``coarse_pos``/``coarse_neg``
+    are padded with empty channels up to the largest P / Q. Samples that already agree are
+    left untouched (so single-kind batches are unchanged)."""
+    keys = set().union(*(s.keys() for s in slices))
+    counts = {k: {s[k].shape[0] for s in slices if k in s} for k in ("coarse_pos", "coarse_neg")}
+    if all(set(s) == keys for s in slices) and all(len(c) <= 1 for c in counts.values()):
+        return
+    num_classes = next((s["annotated"].shape[0] for s in slices if "annotated" in s), None)
+    if num_classes is None:
+        num_classes = next((s["coarse_neg"].shape[1] for s in slices if "coarse_neg" in s), 0)
+    p_max = max(counts["coarse_pos"], default=0)
+    q_max = max(counts["coarse_neg"], default=0)
+    for s in slices:
+        hw = s["image"].shape[-2:]
+        if "labels" in keys and "labels" not in s:
+            s["labels"] = np.full(hw, -1, np.int64)
+        if "valid" in keys and "valid" not in s:
+            s["valid"] = np.zeros(hw, bool)
+        if "annotated" in keys and "annotated" not in s:
+            s["annotated"] = np.zeros(num_classes, bool)
+        if "kind" in keys and "kind" not in s:
+            s["kind"] = np.zeros(hw, np.uint8)
+        if "coarse_pos" in keys:
+            have = s["coarse_pos"] if "coarse_pos" in s else np.zeros((0,) + hw, np.int64)
+            pad = np.full((p_max - have.shape[0],) + hw, -1, np.int64)
+            s["coarse_pos"] = np.concatenate([have, pad]) if len(pad) else have
+        if "coarse_neg" in keys:
+            have = s["coarse_neg"] if "coarse_neg" in s else \
+                np.zeros((0, num_classes) + hw, bool)
+            pad = np.zeros((q_max - have.shape[0], num_classes) + hw, bool)
+            s["coarse_neg"] = np.concatenate([have, pad]) if len(pad) else have
 
 
 def augment(sample: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -169,7 +216,7 @@ class SliceDataset:
     def __init__(self, volumes: list[TrainingVolume], size: int | tuple[int, int], seed: int = 0,
                  augment_data: bool = True, rank: int = 0, sampling: str = "slices",
                  pipeline: Preprocessing | None = None,
-                 intensity_augmentation: bool = False):
+                 intensity_augmentation: bool = False, kind_masks: bool = False):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         #: how a slice becomes a training patch (``resize`` to ``size`` by default)
         self.pipeline = pipeline or Preprocessing("resize", size=self.size)
@@ -190,15 +237,33 @@ class SliceDataset:
         # per volume: its slices' positions in self.slices and their foreground voxel counts
         self._volume_slices: dict[str, np.ndarray] = {}
         self._class_counts: dict[str, np.ndarray] = {}
+        #: samples carry the per-pixel ``kind`` bitmask (``weak.targets.KIND_BITS``): the
+        #: ``mixed`` method's term groups; volumes without one get it inferred
+        self.kind_masks = kind_masks or sampling == "kinds"
+        #: term groups of each slice (``kinds`` sampling)
+        self.slice_groups: list[tuple[str, ...]] = []
         entries = []
         for volume in volumes:
             zs = volume.supervised_slices()
             first = len(self.slices)
+            if self.kind_masks and "kind" not in volume.targets:
+                from ..weak.targets import infer_kind_mask
+
+                volume = TrainingVolume(volume.name, volume.image,
+                                        {**volume.targets,
+                                         "kind": infer_kind_mask(volume.targets)},
+                                        volume.reference, volume.spacing, volume.tags)
             for z in zs:
                 image = self.pipeline.training_slice(volume.image[z], volume.spacing, 1, 0.0,
                                                      crop=not self.random_patches)
                 sample = {"image": image.astype(np.float32)}
                 sample.update(_slice_targets(volume, z, self.pipeline))
+                if not kind_masks:
+                    sample.pop("kind", None)  # single-kind methods: batches as before
+                if self.kind_masks:
+                    from ..weak.targets import kind_groups
+
+                    self.slice_groups.append(kind_groups(volume.targets["kind"][z]))
                 self.slices.append(sample)
                 self.index.append((volume.name, z))
             if not zs:
@@ -211,24 +276,29 @@ class SliceDataset:
             classes = [c for c in range(1, counts.shape[1]) if counts[:, c].any()]
             entries.append((volume.name, volume.tags, classes))
         self._sampler = None
-        if sampling != "slices" and entries:
-            from .sampling import VolumeSampler
-
-            self._sampler = VolumeSampler(entries, sampling, seed=seed)
+        self._kind_sampler = None
         if not self.slices:
             raise InputError("no annotated slices to train on: every volume lacks annotations "
                              "of the kinds this method learns from")
+        if sampling == "kinds":
+            from .sampling import KindSampler
+
+            self._kind_sampler = KindSampler(self.slice_groups)
+        elif sampling != "slices" and entries:
+            from .sampling import VolumeSampler
+
+            self._sampler = VolumeSampler(entries, sampling, seed=seed)
+        _fill_missing_targets(self.slices)
         self.keys = sorted(self.slices[0])
-        missing = [k for s in self.slices for k in self.keys if k not in s]
-        if missing:
-            raise InputError("volumes carry different target kinds; convert them with "
-                             "napari_weakseg.weak.targets first")
 
     def __len__(self) -> int:
         return len(self.slices)
 
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Positions in ``self.slices``: uniform over slices, or volume → class → slice."""
+        """Positions in ``self.slices``: uniform over slices, kind → slice, or volume →
+        class → slice."""
+        if self._kind_sampler is not None:
+            return np.asarray([self._kind_sampler.draw(rng) for _ in range(n)])
         if self._sampler is None:
             return rng.integers(0, len(self.slices), size=n)
         self._sampler.rng = rng  # the draws of an iteration depend on (seed, t, rank) only

@@ -66,6 +66,17 @@ class Checkpoint(Event):
 
 
 @dataclass
+class Preview(Event):
+    """The current weights were written to ``model_dir`` (a model folder) for a live
+    preview; ``seconds`` since the run (session) started."""
+
+    type: ClassVar[str] = "preview"
+    iteration: int
+    model_dir: str
+    seconds: float
+
+
+@dataclass
 class Finished(Event):
     """``status``: ``completed``, ``cancelled`` or ``budget`` (time budget spent);
     ``model_dir``: the best model folder."""
@@ -93,8 +104,8 @@ class Log(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in
-                                      (Started, Progress, Validation, Checkpoint, Finished,
-                                       Failed, Log)}
+                                      (Started, Progress, Validation, Checkpoint, Preview,
+                                       Finished, Failed, Log)}
 
 
 def parse_event(line: str) -> Event | None:

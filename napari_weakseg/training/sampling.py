@@ -23,6 +23,14 @@ Any other level order can be given with ``levels`` (a permutation of
 A draw returns the volume and the class it was drawn for; :func:`choose_slice` then picks a
 slice: proportional to that class's voxel count per slice (= the authors' "patch centred on
 a uniformly drawn voxel of the class"), restricted to usable (e.g. declared) slices.
+
+``"kinds"`` (:class:`KindSampler`, the ``mixed`` method's default; *our* choice, no paper
+has it): the annotation kind is one more level above the slices — a term group (scribble,
+coarse, partial, dense) is drawn uniformly among the groups present, then a slice uniformly
+among the slices carrying that group (a slice carrying two groups can be drawn under
+either). So three accepted corrected slices are drawn as often as all the scribbled slices
+together: the rare, expensive annotations count, at the risk of repeating them often
+(``sampling="slices"`` draws uniformly over slices instead).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import numpy as np
 
 from ..errors import InputError, OptionError
 
-__all__ = ["Draw", "VolumeSampler", "choose_slice", "STRATEGIES", "LEVELS"]
+__all__ = ["Draw", "KindSampler", "VolumeSampler", "choose_slice", "STRATEGIES", "LEVELS"]
 
 LEVELS = ("class", "modality", "dataset")
 STRATEGIES = {
@@ -180,3 +188,30 @@ def choose_slice(rng: np.random.Generator, n_slices: int, class_counts=None,
         if (counts * ok).sum() > 0:
             w = counts * ok
     return int(rng.choice(n_slices, p=w / w.sum()))
+
+
+class KindSampler:
+    """Kind → slice: a term group uniformly among those present, then one of its slices
+    uniformly. ``slice_groups[i]``: the groups (names) slice ``i`` carries. Each draw uses
+    two draws of the given generator (so an iteration's batch depends on its seed only)."""
+
+    def __init__(self, slice_groups: Sequence[Iterable[str]]):
+        by_group: dict[str, list[int]] = {}
+        for i, groups in enumerate(slice_groups):
+            for group in groups:
+                by_group.setdefault(group, []).append(i)
+        if not by_group:
+            raise InputError("no slice carries a supervised kind to sample from")
+        self.groups = sorted(by_group)
+        self._slices = [np.asarray(by_group[g]) for g in self.groups]
+
+    def draw(self, rng: np.random.Generator) -> int:
+        positions = self._slices[int(rng.integers(len(self.groups)))]
+        return int(positions[int(rng.integers(len(positions)))])
+
+    def probabilities(self, n_slices: int) -> np.ndarray:
+        """Exact probability of each slice (sums to 1)."""
+        out = np.zeros(n_slices)
+        for positions in self._slices:
+            out[positions] += 1.0 / (len(self.groups) * len(positions))
+        return out

@@ -91,7 +91,12 @@ def synthetic_data(subjects: int = 4, val_subjects: int = 1, seed: int = 0,
 
 
 ACDC_SUPERVISION = ("scribble", "dense", "coarse", "coarse-full", "multisource",
-                    "multisource-naive", "multisource-partial")  # and "sparse-FRACTION"
+                    "multisource-naive", "multisource-partial", "mixed-groups",
+                    "scribble+corrections")  # and "sparse-FRACTION"
+#: ``mixed-groups``: the supervision of each patient group (patient index mod 4)
+MIXED_GROUPS = ("scribble", "coarse", "partial", "sparse")
+#: ``scribble+corrections``: patients (the first N of the train split) with accepted slices
+CORRECTED_PATIENTS, CORRECTED_SLICES = 10, 3
 
 
 def check_acdc_supervision(supervision: str) -> None:
@@ -132,6 +137,8 @@ def simulated_acdc_targets(truth: np.ndarray, supervision: str, index: int,
     from ..weak.targets import SimpleAnnotation, build_targets
 
     shape = truth.shape
+    if supervision == "mixed-groups":
+        return mixed_group_targets(truth, index, num_classes)
     if supervision in ("coarse", "coarse-full"):
         foreground = simulate_coarse_pos(truth, num_classes, classes=[1, 2, 3])
         background = simulate_coarse_pos(truth, num_classes, classes=[0], radius=4) \
@@ -168,6 +175,57 @@ def simulated_acdc_targets(truth: np.ndarray, supervision: str, index: int,
             "coarse_neg": np.zeros((0, num_classes) + shape, bool)}
 
 
+def mixed_group_targets(truth: np.ndarray, index: int, num_classes: int,
+                        scribble: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``mixed-groups`` (issue 16): patient ``index`` mod 4 picks the group —
+    0 ``scribble`` (the real manual scribble ``scribble``, our encoding; required there),
+    1 ``coarse`` (positive + negative coarse masks as in ``coarse``), 2 ``partial``
+    (LV + MYO declared for even ``index // 4``, RV for odd), 3 ``sparse`` (every class on a
+    random 20 % of the slices, seeded by ``index``). Every volume gets one positive and one
+    negative coarse channel (empty outside the coarse group) and the ``kind`` bitmask."""
+    from ..weak.simulate import simulate, simulate_coarse_neg, simulate_coarse_pos
+    from ..weak.targets import SimpleAnnotation, build_targets
+
+    group = MIXED_GROUPS[index % 4]
+    if group == "scribble":
+        if scribble is None:
+            raise ValueError("mixed-groups: the scribble group needs the real scribble")
+        annotations = [SimpleAnnotation("scribble", scribble)]
+    elif group == "coarse":
+        foreground = simulate_coarse_pos(truth, num_classes, classes=[1, 2, 3])
+        background = simulate_coarse_pos(truth, num_classes, classes=[0], radius=4)
+        annotations = [SimpleAnnotation("coarse_pos", np.where(foreground > 0, foreground,
+                                                               background)),
+                       SimpleAnnotation("coarse_neg", simulate_coarse_neg(truth, num_classes))]
+    else:
+        sim = (simulate("partial", truth, num_classes,
+                        keep=[2, 3] if (index // 4) % 2 == 0 else [1])
+               if group == "partial" else
+               simulate("sparse", truth, num_classes, fraction=0.2, seed=index))
+        annotations = [SimpleAnnotation(sim.kind, sim.data, declared_classes=sim.declared_classes,
+                                        declared_slices=sim.declared_slices)]
+    return build_targets(annotations, num_classes, truth.shape, pos_strategies=("default",),
+                         neg_strategies=("default",)).as_dict(kind=True)
+
+
+def corrected_targets(truth: np.ndarray, scribble: np.ndarray, num_classes: int,
+                      slices: int = CORRECTED_SLICES) -> dict[str, np.ndarray]:
+    """The loop case: a real scribble plus ``slices`` accepted corrected slices (``sparse``,
+    every class declared, the ground truth on the evenly spaced slices holding the heart)."""
+    from ..weak.targets import SimpleAnnotation, build_targets
+
+    heart = np.flatnonzero((truth > 0).reshape(truth.shape[0], -1).any(1))
+    heart = heart if len(heart) else np.arange(truth.shape[0])
+    chosen = sorted({int(heart[i]) for i in np.linspace(0, len(heart) - 1, slices).round()
+                     .astype(int)})
+    data = np.zeros(truth.shape, np.uint8)
+    data[chosen] = truth[chosen] + 1
+    every = tuple(range(num_classes))
+    annotations = [SimpleAnnotation("scribble", scribble),
+                   SimpleAnnotation("sparse", data, declared_slices={z: every for z in chosen})]
+    return build_targets(annotations, num_classes, truth.shape).as_dict(kind=True)
+
+
 def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
               limit: int | None = None, val_limit: int | None = None,
               normalisation: str | None = None, inner_val: int = 0,
@@ -185,6 +243,7 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
 
     from ..io import read_labels, read_volume
     from ..schema import LabelSchema
+    from ..weak.targets import SimpleAnnotation, build_targets
 
     root = Path(root)
     splits_path = root / "splits.json"
@@ -197,10 +256,21 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
     def load(case: str, for_training: bool, index: int = 0) -> TrainingVolume:
         image = read_volume(root / "images" / f"{case}.nii.gz")
         truth = read_labels(root / "labels" / f"{case}.nii.gz", like=image.geometry).data
-        if for_training and supervision == "scribble":
+        group = MIXED_GROUPS[index % 4] if supervision == "mixed-groups" else None
+        encoded = None
+        if for_training and (supervision in ("scribble", "scribble+corrections")
+                             or group == "scribble"):
             wsl = read_labels(root / "scribbles" / f"{case}.nii.gz", like=image.geometry).data
             encoded = np.where(wsl == len(names), 0, wsl.astype(np.int64) + 1)
+        if for_training and supervision == "scribble":
             targets = scribble_targets(encoded, len(names))
+        elif for_training and supervision == "scribble+corrections":
+            targets = (corrected_targets(truth, encoded, len(names))
+                       if index < CORRECTED_PATIENTS else
+                       build_targets([SimpleAnnotation("scribble", encoded)], len(names),
+                                     truth.shape).as_dict(kind=True))
+        elif for_training and supervision == "mixed-groups":
+            targets = mixed_group_targets(truth, index, len(names), encoded)
         elif for_training and supervision != "dense":
             targets = simulated_acdc_targets(truth, supervision, index, len(names))
         else:
@@ -208,6 +278,8 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
         dataset = "acdc"
         if for_training and supervision.startswith("multisource"):
             dataset = f"acdc-source{index % 3}"  # each simulated source is a dataset
+        elif for_training and group is not None:
+            dataset = f"acdc-{group}"
         return TrainingVolume(case, get_normaliser(normalisation)(image.data), targets, truth,
                               image.geometry.spatial_spacing,
                               {"dataset": dataset, "modality": "cine-MRI"})
@@ -266,7 +338,9 @@ def project_data(source: dict, config=None) -> TrainingData:
     project = Project.open(source["path"])
     normalise = get_normaliser(getattr(config, "normalisation", None))
     try:
-        method_kinds = get_method(config.method).kinds if config is not None else None
+        method_cls = get_method(config.method) if config is not None else None
+        method_kinds = method_cls.kinds if method_cls is not None else None
+        with_kind = bool(getattr(method_cls, "kind_masks", False))
         train_filter = source.get("train")
         val_filter = source.get("val", {"split": "val"})
         if train_filter is None:
@@ -291,7 +365,7 @@ def project_data(source: dict, config=None) -> TrainingData:
                 targets = volume_targets(project, record, kinds=kinds)
             image = project.read_image(record)
             train.append(TrainingVolume(record.name, normalise(image.data),
-                                        targets.as_dict(), None,
+                                        targets.as_dict(kind=with_kind), None,
                                         image.geometry.spatial_spacing, dict(record.tags)))
         if not train:
             raise InputError(f"{project.root}: no volume carries annotations the method "
@@ -315,3 +389,111 @@ def project_data(source: dict, config=None) -> TrainingData:
                             project.schema.rules())
     finally:
         project.close()
+
+
+# --------------------------------------------------------------------------- method choice
+#: How the messages name the slices of each kind.
+KIND_NOUNS = {"scribble": "scribbled slices", "coarse_pos": "slices with positive coarse masks",
+              "coarse_neg": "slices with negative coarse masks",
+              "partial": "partially labelled slices", "sparse": "corrected or sparse slices",
+              "dense": "densely labelled slices"}
+#: Single-kind methods in the order :func:`default_method` prefers them.
+PREFERRED_METHODS = ("effdnet", "refineseg", "disambig")
+
+
+def default_method(kinds) -> str | None:
+    """The method to offer first for a project holding annotation ``kinds``: ``mixed``
+    when no single specialised method learns from all of them (e.g. scribbles + accepted
+    corrected slices, or coarse masks + partial labels); otherwise the one that does
+    (``effdnet`` for scribbles, ``refineseg`` for coarse masks, ``full`` for dense masks
+    only, ``disambig`` for partial/sparse labels). ``None`` without kinds."""
+    from ..methods import get_method
+
+    present = set(kinds)
+    if not present:
+        return None
+    if present == {"dense"}:
+        return "full"
+    for method_id in PREFERRED_METHODS:
+        if present <= set(get_method(method_id).kinds):
+            return method_id
+    return "mixed"
+
+
+def _training_records(project):
+    return [r for r in project.volumes() if r.tags.get("split") not in ("val", "test")]
+
+
+def unused_annotations(project, method: str) -> dict[str, int]:
+    """Per annotation kind that ``method`` does not learn from, the number of annotated
+    slices of the training volumes (those not tagged ``split`` = val/test) carrying it:
+    ``{"sparse": 12}`` for EFFDNet after 12 accepted corrected slices. Sparse slices come
+    from the declarations, partial/dense annotations count every slice; scribble, coarse
+    and undeclared sparse annotations are read to count their marked slices. Empty when
+    the method uses everything."""
+    from ..methods import get_method
+
+    used = set(get_method(method).kinds)
+    out: dict[str, int] = {}
+    for record in _training_records(project):
+        for annotation in project.annotations(record):
+            if annotation.kind in used:
+                continue
+            if annotation.kind == "sparse" and annotation.declared_slices:
+                count = len(annotation.declared_slices)
+            elif annotation.kind in ("partial", "dense"):
+                count = int(record.shape[0])
+            else:
+                data = project.annotation(record, annotation.kind,
+                                          strategy=annotation.strategy).data
+                count = int(np.count_nonzero(data.reshape(data.shape[0], -1).any(1)))
+            if count:
+                out[annotation.kind] = out.get(annotation.kind, 0) + count
+    return out
+
+
+def unused_message(method: str, unused: dict[str, int]) -> str | None:
+    """One line for the Train panel and the CLI, e.g. "effdnet will not use your 12
+    corrected or sparse slices (sparse): choose mixed to learn from every annotation";
+    ``None`` when nothing is left out."""
+    if not unused:
+        return None
+    parts = [f"{n} {KIND_NOUNS.get(k, k + ' slices')} ({k})" for k, n in sorted(unused.items())]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return (f"{method} will not use your {listed}: choose mixed to learn from every "
+            f"annotation")
+
+
+def restrict_to_kinds(volumes: list[TrainingVolume], kinds) -> list[TrainingVolume]:
+    """The volumes as a single-kind method sees them (benchmarks on ``mixed-groups`` /
+    ``scribble+corrections`` data, where a project would build targets of the method's
+    kinds only): labels and valid slices of the term groups the ``kinds`` feed
+    (``weak.targets.KIND_GROUPS``), coarse arrays only if coarse kinds are among them,
+    ``annotated`` only with partial/sparse/dense; volumes left without a supervised slice
+    are dropped. Volumes without a ``kind`` bitmask are kept as they are."""
+    from ..weak.targets import KIND_BITS, KIND_GROUPS
+
+    groups = {KIND_GROUPS[k] for k in kinds}
+    bits = sum(KIND_BITS[g] for g in groups)
+    label_bits = bits & (KIND_BITS["scribble"] | KIND_BITS["partial"] | KIND_BITS["dense"])
+    out = []
+    for volume in volumes:
+        t = volume.targets
+        if "kind" not in t:
+            out.append(volume)
+            continue
+        kind = t["kind"]
+        slices = (kind & bits).reshape(kind.shape[0], -1).any(1)
+        targets = {"labels": np.where(kind & label_bits, t["labels"], -1),
+                   "valid": t["valid"] & slices[:, None, None]}
+        if "annotated" in t:
+            targets["annotated"] = t["annotated"] if groups & {"partial", "dense"} else \
+                np.zeros_like(t["annotated"])
+        for key, fill in (("coarse_pos", -1), ("coarse_neg", False)):
+            if key in t:
+                targets[key] = t[key] if "coarse" in groups else np.full_like(t[key], fill)
+        targets["kind"] = kind & bits
+        if targets["valid"].any():
+            out.append(TrainingVolume(volume.name, volume.image, targets, volume.reference,
+                                      volume.spacing, volume.tags))
+    return out

@@ -32,9 +32,11 @@ from ..preprocess import Preprocessing, median_spacing
 from ..preprocess import select_device as select_device  # re-exported (older imports)
 from .config import TrainConfig
 from .data import SliceDataset, TrainingVolume, to_tensors
-from .events import Checkpoint, Event, Finished, Progress, Started, Validation
+from .events import Checkpoint, Event, Finished, Preview, Progress, Started, Validation
 
 LAST_CHECKPOINT = "checkpoints/last.pt"
+#: The model folder a run with ``preview_every_s`` rewrites with its current weights.
+PREVIEW_DIR = "model_preview"
 
 
 def inherit_from_parent(config: TrainConfig) -> TrainConfig:
@@ -69,6 +71,20 @@ def training_pipeline(config: TrainConfig, volumes: list[TrainingVolume]
         spacing = config.target_spacing or median_spacing([v.spacing for v in volumes])
         return Preprocessing("spacing", config.normalisation, size, tuple(spacing)), None
     return Preprocessing("resize", config.normalisation, size), None
+
+
+def data_options(method_cls, volumes: list[TrainingVolume]) -> dict:
+    """The method's options implied by the training data (``Method.options_from_data``):
+    the first volume's, with whole-number options raised to the largest over all volumes
+    (volumes of different kinds may carry different numbers of coarse strategies)."""
+    options = method_cls.options_from_data(volumes[0].targets) if volumes else {}
+    for volume in volumes[1:]:
+        for key, value in method_cls.options_from_data(volume.targets).items():
+            if isinstance(value, int) and isinstance(options.get(key), int):
+                options[key] = max(options[key], value)
+            else:
+                options.setdefault(key, value)
+    return options
 
 
 def schedule_progress(iteration: int, iterations: int, elapsed_s: float = 0.0,
@@ -149,8 +165,7 @@ class Trainer:
             net = build_network(net_config)
         net = net.to(device)
         method_cls = get_method(cfg.method)
-        options = {**method_cls.options_from_data(self.train_volumes[0].targets),
-                   **cfg.method_options}
+        options = {**data_options(method_cls, self.train_volumes), **cfg.method_options}
         method = method_cls(num_classes=num_classes, feature_channels=net.feature_channels,
                             **options)
         torch.manual_seed(cfg.seed + 1)
@@ -220,7 +235,8 @@ class Trainer:
         dataset = SliceDataset(self.train_volumes, self.preprocessing.size, seed=cfg.seed,
                                rank=self.rank, sampling=cfg.sampling or method.sampling,
                                pipeline=self.preprocessing,
-                               intensity_augmentation=cfg.intensity_augmentation)
+                               intensity_augmentation=cfg.intensity_augmentation,
+                               kind_masks=method.kind_masks)
         use_amp = cfg.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
@@ -231,6 +247,7 @@ class Trainer:
         last_dir = self.run_dir / "model_last"
         timer_start, timer_iters = time.time(), 0
         last_emit = 0.0
+        last_preview = time.time()
         iteration = start
         status = "completed"
         for iteration in range(start, cfg.iterations):
@@ -281,6 +298,10 @@ class Trainer:
                                                     net_config, started)
             if self.rank == 0 and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                 self._save_checkpoint(done, net, method, extras, optimizer, best, history)
+            if self.rank == 0 and cfg.preview_every_s and done < cfg.iterations and \
+                    time.time() - last_preview >= cfg.preview_every_s:
+                self._save_preview(net, net_config, done, started, history, best)
+                last_preview = time.time()
         else:
             iteration = cfg.iterations
         final_iteration = cfg.iterations if status == "completed" else iteration
@@ -314,6 +335,14 @@ class Trainer:
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
                 p.grad /= self.world_size
+
+    def _save_preview(self, net, net_config, iteration, started, history, best) -> None:
+        """Write the current weights to ``RUN_DIR/model_preview`` (atomic files: a reader
+        sees a whole weights file) and announce it with a :class:`Preview` event."""
+        folder = self.run_dir / PREVIEW_DIR
+        self._save_model(folder, net, net_config, iteration, started, history, best)
+        self.emit(Preview(iteration=iteration, model_dir=str(folder),
+                          seconds=time.time() - started))
 
     def _save_checkpoint(self, iteration, net, method, extras, optimizer, best, history):
         path = self.run_dir / LAST_CHECKPOINT

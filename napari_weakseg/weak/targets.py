@@ -37,6 +37,20 @@ Combining several annotations of one volume:
   that slice become class 0 (explicit labels win over this implied background).
 * ``valid`` is the union of the valid slices of all annotations, minus conflict voxels.
 
+Per-voxel term groups (``kind_mask``, the batch key ``kind`` of the ``mixed`` method): a
+uint8 bitmask saying which annotation supervises a voxel, so that one volume may carry
+several kinds and one batch may mix kinds (:data:`KIND_BITS`):
+
+* ``scribble`` (bit 1): a stroke voxel of a scribble;
+* ``coarse`` (bit 2): a voxel with a positive or negative coarse mark;
+* ``partial`` (bit 4): a voxel of a partial/sparse slice whose declaration is *incomplete*
+  (some foreground class undeclared): the self-disambiguation terms apply;
+* ``dense`` (bit 8): a voxel of a *complete* slice (dense annotations, partial/sparse slices
+  with every class declared — e.g. accepted corrected slices): CE + Dice apply.
+
+Conflict voxels carry no label bit (scribble/partial/dense). :func:`infer_kind_mask` derives
+the bitmask from targets that were built without it (single-kind volumes: exact).
+
 ``as_labels`` reduces coarse kinds to labelled voxels (e.g. for the ``pce`` baseline):
 ``coarse_pos`` marks become labels; a ``coarse_neg`` voxel that excludes all classes but one
 becomes that class. Reduced kinds no longer appear in the coarse arrays.
@@ -52,6 +66,12 @@ import numpy as np
 
 from ..errors import InputError
 from .encoding import KINDS, check_kind, decode_classes, decode_not_classes
+
+#: Term groups of the per-voxel ``kind`` bitmask (see the module docstring).
+KIND_BITS = {"scribble": 1, "coarse": 2, "partial": 4, "dense": 8}
+#: Which term group each annotation kind feeds (partial/sparse: ``dense`` on complete slices).
+KIND_GROUPS = {"scribble": "scribble", "coarse_pos": "coarse", "coarse_neg": "coarse",
+               "partial": "partial", "sparse": "partial", "dense": "dense"}
 
 
 class AnnotationLike(Protocol):
@@ -88,6 +108,8 @@ class VolumeTargets:
     neg_strategies: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     conflicts: int = 0
+    #: (Z, Y, X) uint8 term-group bitmask (:data:`KIND_BITS`); ``None`` = not built
+    kind_mask: np.ndarray | None = None
 
     KEYS = ("labels", "annotated", "valid", "coarse_pos", "coarse_neg")
 
@@ -95,9 +117,14 @@ class VolumeTargets:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.labels.shape)  # type: ignore[return-value]
 
-    def as_dict(self) -> dict[str, np.ndarray]:
-        """The five batch keys as (Z, …) arrays."""
-        return {key: getattr(self, key) for key in self.KEYS}
+    def as_dict(self, kind: bool = False) -> dict[str, np.ndarray]:
+        """The five batch keys as (Z, …) arrays; with ``kind`` also the ``kind`` bitmask
+        (what the ``mixed`` method needs; single-kind methods' batches stay as they were)."""
+        out = {key: getattr(self, key) for key in self.KEYS}
+        if kind:
+            out["kind"] = (self.kind_mask if self.kind_mask is not None
+                           else infer_kind_mask(out))
+        return out
 
     def slice(self, z: int) -> dict[str, np.ndarray]:
         """Slice ``z`` as one 2D sample: labels (Y, X), annotated (C,), valid (Y, X),
@@ -166,6 +193,8 @@ def build_targets(annotations: Iterable[AnnotationLike], num_classes: int,
     conflict = np.zeros(shape, bool)
     annotated = np.zeros((nz, C), bool)
     valid_slices = np.zeros(nz, bool)
+    kind_mask = np.zeros(shape, np.uint8)
+    delineated_slices = np.zeros(nz, bool)  # slices of partial/sparse/dense annotations
     coarse_pos = np.full((len(pos),) + tuple(shape), -1, np.int64)
     coarse_neg = np.zeros((len(neg), C) + tuple(shape), bool)
 
@@ -188,8 +217,10 @@ def build_targets(annotations: Iterable[AnnotationLike], num_classes: int,
             add_labels(classes)
             if a.kind == "scribble":
                 valid_slices |= slices_marked
+                kind_mask[marked] |= KIND_BITS["scribble"]
             else:
                 valid_slices[:] = True
+                delineated_slices[:] = True
             if a.kind == "dense":
                 annotated[:] = True
             elif a.kind == "partial":
@@ -205,12 +236,14 @@ def build_targets(annotations: Iterable[AnnotationLike], num_classes: int,
                 annotated[z, list(declared)] = True
             add_labels(np.where(keep[:, None, None], classes, -1))
             valid_slices |= keep
+            delineated_slices |= keep
         elif a.kind == "coarse_pos":
             valid_slices |= slices_marked
             if "coarse_pos" in as_labels:
                 add_labels(classes)
             else:
                 coarse_pos[pos.index(a.strategy)] = classes
+                kind_mask[marked] |= KIND_BITS["coarse"]
         elif a.kind == "coarse_neg":
             valid_slices |= slices_marked
             if "coarse_neg" in as_labels:
@@ -219,6 +252,7 @@ def build_targets(annotations: Iterable[AnnotationLike], num_classes: int,
                 add_labels(np.where(single, remaining, -1))
             else:
                 coarse_neg[neg.index(a.strategy)] = excluded
+                kind_mask[marked] |= KIND_BITS["coarse"]
         else:  # pragma: no cover - check_kind guards
             raise ValueError(a.kind)
 
@@ -229,11 +263,52 @@ def build_targets(annotations: Iterable[AnnotationLike], num_classes: int,
     fill = complete[:, None, None] & (labels < 0) & ~conflict
     labels[fill] = 0
     valid = np.broadcast_to(valid_slices[:, None, None], shape) & ~conflict
+    # term groups of the delineated slices: complete → dense, else partial (self-disambiguation)
+    kind_mask[delineated_slices & complete] |= KIND_BITS["dense"]
+    kind_mask[delineated_slices & ~complete] |= KIND_BITS["partial"]
+    label_bits = KIND_BITS["scribble"] | KIND_BITS["partial"] | KIND_BITS["dense"]
+    kind_mask[conflict] &= np.uint8(~label_bits & 0xFF)
     return VolumeTargets(labels=labels, annotated=annotated, valid=np.ascontiguousarray(valid),
                          coarse_pos=coarse_pos, coarse_neg=coarse_neg, pos_strategies=pos,
                          neg_strategies=neg,
                          kinds=tuple(k for k in KINDS if any(a.kind == k for a in annotations)),
-                         conflicts=int(conflict.sum()))
+                         conflicts=int(conflict.sum()), kind_mask=kind_mask)
+
+
+def infer_kind_mask(targets: dict[str, np.ndarray]) -> np.ndarray:
+    """The ``kind`` bitmask of targets built without one (a dict of the batch keys in 3D or
+    2D: ``labels`` (…, Y, X), ``valid``, optional ``annotated`` (…, C), ``coarse_pos``
+    (P, …), ``coarse_neg`` (Q, C, …)). Exact for single-kind volumes: a valid slice that
+    declares every class is ``dense``, one that declares some is ``partial``, and the known
+    voxels of a slice that declares none are ``scribble`` strokes; coarse marks are
+    ``coarse``. A volume carrying a scribble *and* a delineation needs
+    :func:`build_targets` (which knows which annotation labelled which voxel)."""
+    labels = np.asarray(targets["labels"])
+    valid = np.asarray(targets.get("valid", np.ones(labels.shape, bool))).astype(bool)
+    out = np.zeros(labels.shape, np.uint8)
+    annotated = targets.get("annotated")
+    if annotated is not None and np.asarray(annotated).size:
+        annotated = np.asarray(annotated).astype(bool)
+        complete = annotated.all(axis=-1)[..., None, None]
+        some = annotated.any(axis=-1)[..., None, None]
+    else:
+        complete = some = np.zeros(labels.shape[:-2] + (1, 1), bool)
+    out[valid & complete] |= KIND_BITS["dense"]
+    out[valid & some & ~complete] |= KIND_BITS["partial"]
+    out[valid & ~some & (labels >= 0)] |= KIND_BITS["scribble"]
+    coarse_pos = targets.get("coarse_pos")
+    if coarse_pos is not None and np.asarray(coarse_pos).shape[0]:
+        out[(np.asarray(coarse_pos) >= 0).any(axis=0)] |= KIND_BITS["coarse"]
+    coarse_neg = targets.get("coarse_neg")
+    if coarse_neg is not None and np.asarray(coarse_neg).shape[0]:
+        out[np.asarray(coarse_neg).any(axis=(0, 1))] |= KIND_BITS["coarse"]
+    return out
+
+
+def kind_groups(kind_mask: np.ndarray) -> tuple[str, ...]:
+    """The term groups present in a ``kind`` bitmask (any shape), in :data:`KIND_BITS` order."""
+    present = int(np.bitwise_or.reduce(np.asarray(kind_mask, np.uint8).ravel(), initial=0))
+    return tuple(g for g, bit in KIND_BITS.items() if present & bit)
 
 
 def _sparse_slices(a: AnnotationLike, classes: np.ndarray,

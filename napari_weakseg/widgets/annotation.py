@@ -43,7 +43,21 @@ def brush_value(kind: str, class_index: int) -> int:
     return int(encode_class(class_index))
 
 
+#: Kinds whose layers hold whole slices or whole classes (accepted predictions): drawn
+#: lighter, with the annotated background only tinted, so the image stays visible.
+DENSE_KINDS = ("sparse", "partial", "dense")
+#: Layer opacity by kind (strokes stay bold; whole-slice kinds do not hide the image).
+KIND_OPACITY = {"sparse": 0.45, "partial": 0.45, "dense": 0.45}
+#: Alpha of the annotated-background colour in whole-slice kinds.
+BACKGROUND_TINT = 0.12
+
+
 def annotation_colormap(kind: str, schema: LabelSchema) -> dict:
+    if kind in DENSE_KINDS:
+        colors = dict(schema.annotation_colormap())
+        r, g, b, _ = colors[1]  # background annotated: a faint tint, not a slab of colour
+        colors[1] = (r, g, b, BACKGROUND_TINT)
+        return colors
     if kind != "coarse_neg":
         return schema.annotation_colormap()
     colors: dict = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
@@ -207,7 +221,8 @@ class AnnotationPanel(QWidget):
             else np.asarray(data).astype(dtype)
         layer = self.viewer.add_labels(
             array, name=name, scale=image.scale, translate=image.translate, metadata=metadata,
-            colormap=annotation_colormap(kind, self.schema), opacity=0.9,
+            colormap=annotation_colormap(kind, self.schema),
+            opacity=KIND_OPACITY.get(kind, 0.9),
             axis_labels=image.axis_labels, units=image.units)
         self._watch(layer)
         return layer

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
@@ -240,21 +241,66 @@ class ExportPanel(QWidget):
                 continue
             if record.get("status") == "ok":
                 exported[record["input"]["path"]] = Path(out_dir) / record["outputs"]["labels"]
+        schema = self._schema()
         added = []
         for layer in list(self.viewer.layers):
-            source = (layer.metadata or {}).get("source_path")
-            if type(layer).__name__ != "Image" or not source:
+            metadata = layer.metadata or {}
+            source = metadata.get("source_path")
+            # only the images themselves: overlays (uncertainty, predictions, previews)
+            # carry their image's metadata, source path included
+            if type(layer).__name__ != "Image" or not source or metadata.get("weakseg_role"):
                 continue
             labels_path = exported.get(str(Path(source).resolve()))
             if labels_path is None or not labels_path.exists():
                 continue
             data, kwargs, _ = nifti_layer_data(labels_path)
-            kwargs["name"] = f"{layer.name} [prediction]"
-            if kwargs["name"] in self.viewer.layers:
-                self.viewer.layers[kwargs["name"]].data = data
+            kwargs["name"] = self._result_name(layer.name)
+            kwargs["metadata"] = {**kwargs.get("metadata", {}), "weakseg_role": "export",
+                                  "weakseg_export_fingerprint": _fingerprint(data)}
+            existing = self.viewer.layers[kwargs["name"]] \
+                if kwargs["name"] in self.viewer.layers else None
+            if existing is not None:  # an unedited export layer of ours: new data
+                existing.data = data
+                existing.metadata = {**existing.metadata, **kwargs["metadata"]}
                 continue
-            added.append(self.viewer.add_labels(data, **kwargs))
+            added.append(self.viewer.add_labels(data, colormap=schema.dense_colormap(),
+                                                opacity=0.5, **kwargs))
         return added
+
+    def _result_name(self, image_name: str) -> str:
+        """``IMAGE [prediction]``, unless a layer of that name holds something else — a
+        Review prediction or an export layer the user edited since: never overwritten,
+        the export gets ``IMAGE [export]`` (``[export 2]``…) instead."""
+        base = f"{image_name} [prediction]"
+        candidates = [base, f"{image_name} [export]"] + \
+            [f"{image_name} [export {n}]" for n in range(2, 100)]
+        for name in candidates:
+            if name not in self.viewer.layers:
+                return name
+            layer = self.viewer.layers[name]
+            meta = layer.metadata or {}
+            if meta.get("weakseg_role") == "export" and \
+                    meta.get("weakseg_export_fingerprint") == _fingerprint(layer.data):
+                return name  # ours and unedited: refreshed in place
+        return candidates[-1]
+
+    def _schema(self):
+        """The label schema of the model's classes (names and colours)."""
+        from ..schema import LabelSchema
+
+        cardiac = LabelSchema.cardiac()
+        try:
+            from ..nets.model_folder import read_config
+
+            names = list(read_config(self.model_edit.text().strip())["classes"])
+        except Exception:
+            return cardiac
+        if names == cardiac.names:
+            return cardiac
+        try:
+            return LabelSchema.from_names(names)
+        except Exception:
+            return cardiac
 
     # -- pickers -------------------------------------------------------------------------
     def _pick_folder(self, edit: QLineEdit) -> None:
@@ -276,3 +322,12 @@ def _row(*widgets: QWidget) -> QWidget:
     for i, widget in enumerate(widgets):
         layout.addWidget(widget, 1 if i == 0 else 0)
     return row
+
+
+def _fingerprint(data) -> int:
+    """A cheap identity of a layer's voxels (edits change it)."""
+    import zlib
+
+    array = np.ascontiguousarray(np.asarray(data))
+    return zlib.crc32(memoryview(array).cast("B"),
+                      zlib.crc32(f"{array.shape}{array.dtype}".encode()))

@@ -483,16 +483,50 @@ class MethodChoice:
 
 
 def method_choices(kinds: Iterable[str]) -> list[MethodChoice]:
-    """Methods that learn from at least one of ``kinds`` (imports the methods: torch)."""
+    """Methods that learn from at least one of ``kinds`` (imports the methods: torch);
+    ``mixed`` only when the project holds more than one kind (with one it is that kind's
+    method)."""
     from ..methods import available_methods
 
     present = set(kinds)
     out = []
     for method_id, cls in sorted(available_methods().items()):
+        if method_id == "mixed" and len(present) < 2:
+            continue
         if set(cls.kinds) & present:
             out.append(MethodChoice(method_id, cls.description, tuple(sorted(cls.kinds)),
                                     cls.optimizer.name, cls.optimizer.lr))
     return out
+
+
+def preferred_method(offered: Iterable[str], kinds: Iterable[str],
+                     current: str | None = None) -> str | None:
+    """The method to select among ``offered`` for a project holding ``kinds``: ``current``
+    when it learns from every kind present, else the default for the kinds
+    (``training.sources.default_method``: ``mixed`` when no single method uses them all),
+    else ``current``. So Retrain after accepting corrected slices trains a method that
+    uses them."""
+    from ..methods import get_method
+    from ..training.sources import default_method
+
+    offered = list(offered)
+    present = set(kinds)
+    if current in offered and present <= set(get_method(current).kinds):
+        return current
+    wanted = default_method(present)
+    if wanted in offered:
+        return wanted
+    return current if current in offered else (offered[0] if offered else None)
+
+
+def unused_note(project, method: str) -> str:
+    """What ``method`` leaves out of the project's training annotations, as one line
+    ("effdnet will not use your 12 corrected or sparse slices (sparse): choose mixed …"),
+    or "" (``training.sources.unused_annotations``; reads annotation files: run it in the
+    background)."""
+    from ..training.sources import unused_annotations, unused_message
+
+    return unused_message(method, unused_annotations(project, method)) or ""
 
 
 def available_devices() -> list[str]:
@@ -507,9 +541,19 @@ def available_devices() -> list[str]:
     return devices
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask — a container's or a
+    ``taskset``'s limit — where the platform tells it, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def default_threads() -> int:
-    """CPU threads for a run started from the GUI: leave one core to napari."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """CPU threads for a run started from the GUI: the machine's cores less one for napari's
+    event loop (at least 1). The training runs in its own process at normal priority."""
+    return max(1, usable_cores() - 1)
 
 
 def train_config(profile_name: str, method: str, **overrides):
@@ -521,20 +565,90 @@ def train_config(profile_name: str, method: str, **overrides):
 
 
 # -- training runs -------------------------------------------------------------------------
-#: Niceness added to a training process started from the GUI: on a busy CPU the viewer
-#: (and the user's other work) gets the cores first; training only loses idle-time slack.
-TRAINING_NICENESS = 10
+#: Niceness added to a training process started from the GUI. 0: it runs at normal
+#: priority (issue 17: nice +10 with 1 thread trained at half the CLI's speed); the viewer
+#: stays responsive because training leaves it a core (:func:`default_threads`) and runs
+#: in its own process.
+TRAINING_NICENESS = 0
+#: Seconds between two live previews of a run started from the GUI (Train tab default).
+PREVIEW_EVERY_S = 15.0
 
 
 def start_run(project, config, **options) -> RunHandle:
-    """:func:`~napari_weakseg.training.project_runs.start_run` at lower CPU priority."""
-    return project_runs.start_run(project, config, nice=TRAINING_NICENESS, **options)
+    """:func:`~napari_weakseg.training.project_runs.start_run` (the GUI's priority)."""
+    if TRAINING_NICENESS:
+        options["nice"] = TRAINING_NICENESS
+    return project_runs.start_run(project, config, **options)
 
 
 def resume_run(project, run_dir: str | os.PathLike, extra_env: dict | None = None
                ) -> RunHandle:
-    """:func:`~napari_weakseg.training.project_runs.resume_run` at lower CPU priority."""
-    return project_runs.resume_run(project, run_dir, extra_env, nice=TRAINING_NICENESS)
+    """:func:`~napari_weakseg.training.project_runs.resume_run` (the GUI's priority)."""
+    options = {"nice": TRAINING_NICENESS} if TRAINING_NICENESS else {}
+    return project_runs.resume_run(project, run_dir, extra_env, **options)
+
+
+def model_method(model_path: str | os.PathLike | None) -> str | None:
+    """The method a model folder was trained with (its ``config.json``), or ``None``."""
+    if model_path is None:
+        return None
+    try:
+        from ..nets.model_folder import read_config
+
+        method = read_config(model_path).get("method")
+    except Exception:  # not a model folder: the caller keeps its choice
+        return None
+    return method if isinstance(method, str) and method else None
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """What a run started now would validate on: volumes tagged ``split=val``, and those of
+    them with a reference mask (ground truth or a ``dense`` annotation)."""
+
+    tagged: int
+    with_reference: int
+
+    def message(self) -> str:
+        if self.with_reference:
+            return f"{self.with_reference} validation volume(s) with a reference mask."
+        why = (f"{self.tagged} volume(s) tagged split=val, none with a reference mask"
+               if self.tagged else "no volume is tagged split=val")
+        return (f"0 validation volumes: tag some volumes split=val with a reference mask "
+                f"(ground truth or a dense annotation; Project tab: right-click ▸ Split) — "
+                f"{why}. Without them there is no Dice curve and the last model is kept.")
+
+
+def validation_summary(project) -> ValidationSummary:
+    """Count the project's validation volumes (see :class:`ValidationSummary`)."""
+    tagged = project.volumes(split="val")
+    with_reference = 0
+    for record in tagged:
+        if project.has_ground_truth(record) or any(
+                a.kind == "dense" for a in project.annotations(record)):
+            with_reference += 1
+    return ValidationSummary(len(tagged), with_reference)
+
+
+#: The splits offered in the Project tab (``None``: no split tag; the volume trains).
+SPLITS = ("train", "val", "test")
+
+
+def set_split(project, names: Iterable[str], split: str | None) -> list[str]:
+    """Tag volumes ``split=SPLIT`` (``None`` removes the tag) → the names changed."""
+    changed = []
+    for name in names:
+        record = project.volume(name)
+        if split is None:
+            if "split" not in record.tags:
+                continue
+            project.set_tags(record, split=None)
+        elif record.tags.get("split") != split:
+            project.set_tags(record, split=split)
+        else:
+            continue
+        changed.append(name)
+    return changed
 
 
 def format_eta(seconds: float) -> str:

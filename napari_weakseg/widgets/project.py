@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                            QLineEdit, QPushButton, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout,
+                            QHeaderView, QLabel, QLineEdit, QMenu, QPushButton, QTableWidget,
+                            QTableWidgetItem, QVBoxLayout, QWidget)
 
 from . import logic
 
@@ -43,7 +43,17 @@ class ProjectPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.table.setToolTip("Double-click to open a volume; right-click to set the split "
+                              "of the selected volumes (split=val with a reference mask "
+                              "validates training)")
+        self.split_combo = QComboBox()
+        for split in logic.SPLITS:
+            self.split_combo.addItem(f"split = {split}", split)
+        self.split_combo.addItem("no split (trains)", None)
+        self.split_combo.setCurrentIndex(logic.SPLITS.index("val"))
+        self.split_button = QPushButton("Set for selected")
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
@@ -66,6 +76,11 @@ class ProjectPanel(QWidget):
         row.addWidget(self.add_button)
         row.addWidget(self.import_button)
         layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Split"))
+        row.addWidget(self.split_combo, 1)
+        row.addWidget(self.split_button)
+        layout.addLayout(row)
         layout.addWidget(self.status)
 
         self.open_button.clicked.connect(self._ask_open)
@@ -74,6 +89,9 @@ class ProjectPanel(QWidget):
         self.import_button.clicked.connect(self._ask_import)
         self.open_volume_button.clicked.connect(self._open_selected)
         self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.split_button.clicked.connect(
+            lambda: self.set_split(self.selected_volumes(), self.split_combo.currentData()))
         session.annotations_changed.connect(lambda *_: self.refresh())
         session.volumes_changed.connect(self.refresh)
         session.open_volume_requested.connect(self.open_volume)
@@ -129,7 +147,7 @@ class ProjectPanel(QWidget):
                                   on_error=lambda exc: self.status.setText(str(exc)))
 
     def _fill_table(self, rows) -> None:
-        selected = self.selected_volume()
+        selected = set(self.selected_volumes())
         self.rows = list(rows)
         self.table.setRowCount(len(self.rows))
         for i, status in enumerate(self.rows):
@@ -142,12 +160,72 @@ class ProjectPanel(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.table.setItem(i, j, item)
-            if status.name == selected:
-                self.table.selectRow(i)
+            if status.name in selected:
+                self._select_row(i)
         self._update_buttons()
+
+    def _select_row(self, row: int) -> None:
+        from qtpy.QtCore import QItemSelectionModel
+
+        index = self.table.model().index(row, 0)
+        self.table.selectionModel().select(
+            index, QItemSelectionModel.Select | QItemSelectionModel.Rows)
 
     def volume_names(self) -> list[str]:
         return [row.name for row in self.rows]
+
+    def selected_volumes(self) -> list[str]:
+        """Names of the selected rows (table order)."""
+        model = self.table.selectionModel()
+        rows = sorted(index.row() for index in model.selectedRows()) if model else []
+        return [self.rows[r].name for r in rows if r < len(self.rows)]
+
+    def set_split(self, names, split: str | None) -> None:
+        """Tag volumes ``split=SPLIT`` (``None`` removes the tag) in the background; the
+        table, the Train tab's validation note and the methods follow."""
+        from napari.utils.notifications import show_error
+
+        project, names = self.project, list(names)
+        if project is None or not names:
+            self.status.setText("Select volumes in the table first.")
+            return
+
+        def done(changed):
+            self.refresh()
+            self.session.volumes_changed.emit()
+            what = "no split" if split is None else f"split={split}"
+            self.status.setText(f"{what}: {len(changed)} volume(s) changed"
+                                + (f" ({', '.join(changed[:4])}"
+                                   + ("…" if len(changed) > 4 else "") + ")" if changed
+                                   else "") + ".")
+
+        self.session.executor.run(logic.set_split, project, names, split, on_done=done,
+                                  on_error=lambda exc: show_error(f"Cannot set the split: "
+                                                                  f"{exc}"))
+
+    def split_menu(self) -> QMenu:
+        """The table's context menu: the split of the selected volumes."""
+        menu = QMenu(self)
+        names = self.selected_volumes()
+        title = (f"{len(names)} volumes" if len(names) > 1 else names[0]) if names else \
+            "no volume selected"
+        menu.addSection(title)
+        for split in (*logic.SPLITS, None):
+            text = f"Split: {split}" if split else "Split: none (trains)"
+            if split == "val":
+                text += " — validates training (needs a reference mask)"
+            action = menu.addAction(text)
+            action.setData(split)
+            action.setEnabled(bool(names))
+            action.triggered.connect(lambda _checked=False, value=split:
+                                     self.set_split(self.selected_volumes(), value))
+        return menu
+
+    def _context_menu(self, position) -> None:
+        row = self.table.rowAt(position.y())
+        if row >= 0 and row not in {i.row() for i in self.table.selectionModel().selectedRows()}:
+            self.table.selectRow(row)
+        self.split_menu().exec_(self.table.viewport().mapToGlobal(position))
 
     def selected_volume(self) -> str | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() \
@@ -260,7 +338,8 @@ class ProjectPanel(QWidget):
 
     def _update_buttons(self) -> None:
         has_project = self.project is not None
-        for button in (self.add_button, self.import_button, self.open_volume_button):
+        for button in (self.add_button, self.import_button, self.open_volume_button,
+                       self.split_button):
             button.setEnabled(has_project)
 
     def _ask_open(self) -> None:

@@ -35,6 +35,12 @@ class ReviewPanel(QWidget):
         self.predict_seconds: float | None = None
         self._predicting = False
         self._image = None
+        self._frame: int | None = None    # the frame (t) of a 4D image last predicted
+        self._previewing = False          # a live preview prediction is running
+        self._pending_preview = None      # the newest preview event not predicted yet
+        self.preview_event = None         # training.events.Preview last shown
+        self._entropy_to_show = None
+        self._generation = 0              # +1 per final prediction: late previews are dropped
 
         self.model_combo = QComboBox()
         self.predict_button = QPushButton("Predict current volume")
@@ -50,6 +56,12 @@ class ReviewPanel(QWidget):
         self.auto_check = QCheckBox("Predict when training ends")
         self.auto_check.setToolTip("Predict the open volume with each new model")
         self.auto_check.setChecked(True)
+        self.preview_check = QCheckBox("Live preview while training")
+        self.preview_check.setToolTip("Predict the open volume with the latest weights "
+                                      "while a run trains (the Train tab sets how often); "
+                                      "shown as a [preview] layer until the final "
+                                      "prediction replaces it")
+        self.preview_check.setChecked(True)
         self.mode_combo = QComboBox()
         for key, text in logic.ACCEPT_MODES.items():
             self.mode_combo.addItem(text, key)
@@ -72,6 +84,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.predict_button)
         layout.addWidget(self.post_combo)
         layout.addWidget(self.auto_check)
+        layout.addWidget(self.preview_check)
         accept_box = QGroupBox("Correct, then accept")
         accept_layout = QVBoxLayout(accept_box)
         hint = QLabel("Paint corrections into the prediction layer (eraser = background).")
@@ -103,6 +116,7 @@ class ReviewPanel(QWidget):
         session.model_changed.connect(self._on_new_model)
         session.volume_changed.connect(self._on_volume)
         session.training_state.connect(lambda *_: self._update_buttons())
+        session.preview_ready.connect(self._on_preview)
         self.refresh_models()
 
     # -- public API --------------------------------------------------------------------
@@ -157,31 +171,59 @@ class ReviewPanel(QWidget):
             return False
         if self._predicting:
             return False
+        try:
+            data, frame, spacing = self._volume_to_predict(image)
+        except ValueError as exc:
+            self._clear_suggestions()
+            self.status.setText(str(exc))
+            show_error(f"WeakSeg: {exc}")
+            return False
         self._predicting = True
         self._image = image
+        self._clear_suggestions()  # never show the previous prediction's slices
         self._update_buttons()
         started = time.perf_counter()
         model = self.model_path
-        self.status.setText(f"Predicting {image.name} with {model.name}…")
+        what = image.name if frame is None else f"{image.name} (frame t={frame})"
+        self.status.setText(f"Predicting {what} with {model.name}…")
 
         def done(prediction):
             self._predicting = False
             self.predict_seconds = time.perf_counter() - started
             if image in self.viewer.layers:
-                self._show_prediction(image, prediction, model)
+                self._show_prediction(image, prediction, model, frame)
             self._update_buttons()
 
         def failed(exc):
             self._predicting = False
+            self._clear_suggestions()
             self._update_buttons()
             self.status.setText(f"Prediction failed: {exc}")
             show_error(f"WeakSeg prediction failed: {exc}")
 
-        spacing = tuple(float(s) for s in image.scale[-3:]) if image.ndim >= 3 else None
-        self.session.executor.run(logic.predict_image, model, np.asarray(image.data),
+        self.session.executor.run(logic.predict_image, model, data,
                                   spacing=spacing, postprocess=self.post_combo.currentData(),
                                   on_done=done, on_error=failed)
         return True
+
+    def _volume_to_predict(self, image):
+        """``(Z, Y, X) data, frame, spacing`` of ``image``: a 3D volume as it is; a 4D
+        cine series (t, z, y, x) one frame at a time — the frame under the time slider.
+        Raises ``ValueError`` with a message for anything else."""
+        data = image.data
+        if image.ndim == 3:
+            frame = None
+        elif image.ndim == 4:
+            frame = int(self.viewer.dims.current_step[0]) if self.viewer.dims.ndim >= 4 \
+                else 0
+            frame = min(max(frame, 0), data.shape[0] - 1)
+            data = data[frame]
+        else:
+            raise ValueError(f"{image.name}: a {image.ndim}D image cannot be predicted; the "
+                             "models segment 3D volumes (z, y, x) or 4D cine series "
+                             "(t, z, y, x), one frame at a time")
+        spacing = tuple(float(s) for s in image.scale[-3:])
+        return np.asarray(data), frame, spacing
 
     @property
     def prediction_layer(self):
@@ -208,6 +250,10 @@ class ReviewPanel(QWidget):
         mode = self.mode_combo.currentData()
         project, volume, layer = self.session.project, self.session.volume, \
             self.prediction_layer
+        if layer is not None and np.ndim(layer.data) != 3:
+            self.status.setText("Accept works on 3D project volumes; a 4D cine series is "
+                                "predicted frame by frame for review only.")
+            return None
         if project is None or volume is None or layer is None or self.original is None:
             self.status.setText("Predict a project volume first.")
             return None
@@ -242,7 +288,9 @@ class ReviewPanel(QWidget):
         if not self.suggested_slices:
             return None
         z = self.suggested_slices[0][0]
-        self.viewer.dims.set_current_step(0, z)
+        image = self._image or self.image_layer()
+        axis = (image.ndim - 3) if image is not None and image.ndim >= 3 else 0
+        self.viewer.dims.set_current_step(axis, z)
         return z
 
     def rank_volumes(self) -> None:
@@ -275,26 +323,59 @@ class ReviewPanel(QWidget):
                                   on_done=done, on_error=failed)
 
     # -- internals ---------------------------------------------------------------------
-    def _show_prediction(self, image, prediction, model: Path) -> None:
+    def _schema(self):
         project = self.session.project
-        schema = project.schema if project is not None else None
-        if schema is None:
-            from ..schema import LabelSchema
+        if project is not None:
+            return project.schema
+        from ..schema import LabelSchema
 
-            schema = LabelSchema.cardiac()
-        self.prediction = prediction
-        self.original = np.array(prediction.labels, copy=True)
-        base = {"scale": image.scale, "translate": image.translate,
+        return LabelSchema.cardiac()
+
+    @staticmethod
+    def _layer_base(image) -> dict:
+        return {"scale": image.scale, "translate": image.translate,
                 "axis_labels": image.axis_labels, "units": image.units}
+
+    @staticmethod
+    def _on_image_grid(image, volume: np.ndarray, frame: int | None, layer=None):
+        """``volume`` (z, y, x) as the image's data: itself for a 3D image; for a 4D one,
+        frame ``frame`` of ``layer``'s data when that layer has the image's shape (other
+        frames predicted earlier are kept), else of a new zero array."""
+        if frame is None:
+            return np.array(volume, copy=True)
+        shape = tuple(image.data.shape)
+        if layer is not None and tuple(np.shape(layer.data)) == shape and \
+                np.asarray(layer.data).dtype == volume.dtype:
+            out = np.array(layer.data, copy=True)
+        else:
+            out = np.zeros(shape, dtype=volume.dtype)
+        out[frame] = volume
+        return out
+
+    def _show_prediction(self, image, prediction, model: Path, frame: int | None = None
+                         ) -> None:
+        project = self.session.project
+        schema = self._schema()
+        self.prediction = prediction
+        self._frame = frame
+        self._generation += 1
+        self._remove_preview(image)  # the final prediction replaces the live preview
+        self.original = np.array(prediction.labels, copy=True) if frame is None else None
+        base = self._layer_base(image)
         metadata = dict(image.metadata or {})  # geometry + volume/project (removed on switch)
         name = f"{image.name} [prediction]"
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = np.array(prediction.labels, copy=True)
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        labels = self._on_image_grid(image, np.asarray(prediction.labels), frame, existing)
+        if existing is not None:
+            existing.data = labels
         else:
-            self.viewer.add_labels(np.array(prediction.labels, copy=True), name=name,
+            self.viewer.add_labels(labels, name=name,
                                    colormap=schema.dense_colormap(), opacity=0.5,
                                    metadata={**metadata, "weakseg_role": "prediction"}, **base)
-        self._show_uncertainty(image, prediction.entropy, schema, metadata, base)
+        entropy = prediction.entropy if frame is None else self._on_image_grid(
+            image, np.asarray(prediction.entropy, dtype=np.float32), frame,
+            self.uncertainty_layer)
+        self._show_uncertainty(image, entropy, schema, metadata, base)
         if self.viewer.layers.selection.active is not self.viewer.layers[name]:
             self.viewer.layers.selection.active = self.viewer.layers[name]
         done = set()
@@ -305,13 +386,20 @@ class ReviewPanel(QWidget):
                 done = set()
         self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done)
         top = ", ".join(f"z={z} ({s:.2f})" for z, s in self.suggested_slices[:3])
-        self.suggest_label.setText(f"Most uncertain slices (mean entropy): {top}" if top
-                                   else "Every slice is already complete.")
+        where = "" if frame is None else f" of frame t={frame}"
+        self.suggest_label.setText(f"Most uncertain slices{where} (mean entropy): {top}"
+                                   if top else "Every slice is already complete.")
         post = getattr(prediction, "postprocess", None)
-        self.status.setText(f"Predicted {image.name} with {model.name} in "
-                            f"{self.predict_seconds:.2f} s"
-                            + (f" (post-processing: {post})" if post else "")
-                            + ". Correct it by painting, then accept.")
+        seconds = self.predict_seconds or 0.0
+        if frame is None:
+            self.status.setText(f"Predicted {image.name} with {model.name} in {seconds:.2f} s"
+                                + (f" (post-processing: {post})" if post else "")
+                                + ". Correct it by painting, then accept.")
+        else:
+            self.status.setText(f"Predicted frame t={frame} of {image.data.shape[0]} of the "
+                                f"4D series {image.name} with {model.name} in {seconds:.2f} s"
+                                f". Move the time slider and predict again for another "
+                                f"frame (accepting corrections needs a 3D project volume).")
 
     def _show_uncertainty(self, image, entropy, schema, metadata, base) -> None:
         """The entropy map, below the label map, on the next turn of the event loop: the
@@ -322,14 +410,19 @@ class ReviewPanel(QWidget):
         name = f"{image.name} [uncertainty]"
         limits = (0.0, max(math.log(schema.num_classes), 1e-3))
 
+        self._entropy_to_show = entropy
+
         def show():
             if image not in self.viewer.layers or self.prediction is None or \
-                    self.prediction.entropy is not entropy:
+                    self._entropy_to_show is not entropy:
                 return  # the volume changed or a newer prediction came
             if name in self.viewer.layers:
                 layer = self.viewer.layers[name]
-                layer.data[...] = entropy
-                layer.refresh()
+                if tuple(layer.data.shape) == tuple(np.shape(entropy)):
+                    layer.data[...] = entropy
+                    layer.refresh()
+                else:
+                    layer.data = entropy
                 return
             layer = self.viewer.add_image(
                 entropy, name=name, colormap="magma", blending="additive", opacity=0.4,
@@ -354,10 +447,99 @@ class ReviewPanel(QWidget):
     def _on_volume(self, volume) -> None:
         self.prediction = None
         self.original = None
-        self.suggested_slices = []
         self._image = None
-        self.suggest_label.setText("")
+        self._frame = None
+        self._pending_preview = None
+        self._clear_suggestions()
         self._update_buttons()
+
+    def _clear_suggestions(self) -> None:
+        self.suggested_slices = []
+        self.suggest_label.setText("")
+        self.next_button.setEnabled(False)
+
+    # -- live previews -----------------------------------------------------------------
+    @property
+    def preview_layer(self):
+        image = self._image or self.image_layer()
+        name = f"{image.name} [preview]" if image is not None else None
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _on_preview(self, event) -> None:
+        """A run wrote new weights: predict the open volume with them in the background
+        (the newest only: previews that arrive meanwhile replace each other)."""
+        if not self.preview_check.isChecked():
+            return
+        if self._previewing:
+            self._pending_preview = event
+            return
+        image = self.image_layer()
+        if image is None:
+            return
+        try:
+            data, frame, spacing = self._volume_to_predict(image)
+        except ValueError:
+            return
+        self._previewing = True
+        self._pending_preview = None
+        generation = self._generation
+
+        def finish():
+            self._previewing = False
+            pending, self._pending_preview = self._pending_preview, None
+            if pending is not None:
+                self._on_preview(pending)
+
+        def done(prediction):
+            if image in self.viewer.layers and self.preview_check.isChecked() and \
+                    generation == self._generation:  # no final prediction came meanwhile
+                self._show_preview(image, prediction, event, frame)
+            finish()
+
+        def failed(exc):  # the folder is being rewritten, or the run ended: the next one
+            finish()
+
+        self.session.executor.run(logic.predict_image, event.model_dir, data,
+                                  spacing=spacing, postprocess=self.post_combo.currentData(),
+                                  on_done=done, on_error=failed)
+
+    def _show_preview(self, image, prediction, event, frame: int | None) -> None:
+        if self._predicting:  # a final prediction is on its way: it wins
+            return
+        schema = self._schema()
+        name = f"{image.name} [preview]"
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        labels = self._on_image_grid(image, np.asarray(prediction.labels), frame, existing)
+        metadata = {**dict(image.metadata or {}), "weakseg_role": "preview",
+                    "weakseg_preview_iteration": int(event.iteration)}
+        if existing is not None:
+            existing.data = labels
+            existing.metadata = metadata
+        else:
+            active = self.viewer.layers.selection.active
+            self.viewer.add_labels(labels, name=name, colormap=schema.dense_colormap(),
+                                   opacity=0.5, metadata=metadata, **self._layer_base(image))
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active  # keep the user's tool
+        self.preview_event = event
+        text = (f"Live preview · iteration {event.iteration} · {event.seconds:.0f} s into "
+                "training — the final prediction replaces it")
+        overlay = self.viewer.text_overlay
+        overlay.text = f"LIVE PREVIEW · iteration {event.iteration}"
+        overlay.position = "top_center"
+        overlay.color = "yellow"
+        overlay.visible = True
+        self.status.setText(f"{text}. (Uncheck 'Live preview while training' to stop.)")
+
+    def _remove_preview(self, image) -> None:
+        name = f"{image.name} [preview]"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        if self.preview_event is not None:
+            self.viewer.text_overlay.visible = False
+            self.viewer.text_overlay.text = ""
+        self.preview_event = None
+        self._pending_preview = None
 
     def _update_buttons(self) -> None:
         has_model = self.model_path is not None

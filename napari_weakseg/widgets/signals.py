@@ -38,6 +38,7 @@ class Session:
     retrain_requested = Signal(object)      # Path: fine-tune from this model
     open_volume_requested = Signal(str)     # volume name (e.g. a suggestion to annotate)
     training_state = Signal(str)            # idle | running | cancelling
+    preview_ready = Signal(object)          # training.events.Preview: weights to preview
 
     def __init__(self, executor: Any = None):
         self.executor = executor

@@ -55,6 +55,7 @@ class CurvePlot(QWidget):
         self.title = title
         self.y_range = y_range
         self.log_y = log_y
+        self.empty_text = "no data yet"
         self.data = logic.CurveData()
         self.colors: dict[str, QColor] = {}
         self.setMinimumHeight(130)
@@ -94,7 +95,7 @@ class CurvePlot(QWidget):
         bounds = self.data.bounds()
         if bounds is None:
             painter.setPen(QColor(150, 150, 150))
-            painter.drawText(rect, int(Qt.AlignCenter), "no data yet")
+            painter.drawText(rect, int(Qt.AlignCenter | Qt.TextWordWrap), self.empty_text)
             painter.end()
             return
         x0, x1, y0, y1 = bounds
@@ -153,6 +154,10 @@ class TrainPanel(QWidget):
         self._choices: list[logic.MethodChoice] = []
         self._kinds: set[str] = set()
         self._methods_request = 0
+        #: the method of the model being fine-tuned, to select once the methods are known
+        self._model_method: str | None = None
+        #: the user picked a method since the start-from model was chosen: keep it
+        self._user_method = False
 
         self.method_combo = QComboBox()
         self.method_info = QLabel("Open a project with annotations to see the methods.")
@@ -178,6 +183,18 @@ class TrainPanel(QWidget):
         self.budget_box.setSpecialValueText("no limit")
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu"])
+        self.preview_box = QDoubleSpinBox()
+        self.preview_box.setRange(0.0, 3600.0)
+        self.preview_box.setDecimals(0)
+        self.preview_box.setSuffix(" s")
+        self.preview_box.setSpecialValueText("off")
+        self.preview_box.setToolTip("While training, the Review tab's volume is predicted "
+                                    "with the latest weights this often (a preview layer)")
+        self.preview_box.setValue(logic.PREVIEW_EVERY_S)
+        self.model_method_label = QLabel("")
+        self.model_method_label.setWordWrap(True)
+        self.validation_label = QLabel("")
+        self.validation_label.setWordWrap(True)
         self.start_button = QPushButton("Start")
         self.cancel_button = QPushButton("Cancel")
         self.resume_button = QPushButton("Resume")
@@ -191,6 +208,7 @@ class TrainPanel(QWidget):
         form.addRow("Method", self.method_combo)
         form.addRow("", self.method_info)
         form.addRow("Start from", self.model_combo)
+        form.addRow("", self.model_method_label)
         form.addRow("Profile", self.profile_combo)
         params = QGroupBox("Hyper-parameters")
         params_form = QFormLayout(params)
@@ -199,6 +217,7 @@ class TrainPanel(QWidget):
         params_form.addRow("Learning rate", self.lr_box)
         params_form.addRow("Time budget", self.budget_box)
         params_form.addRow("Device", self.device_combo)
+        params_form.addRow("Live preview every", self.preview_box)
         buttons = QHBoxLayout()
         for button in (self.start_button, self.cancel_button, self.resume_button):
             buttons.addWidget(button)
@@ -207,6 +226,7 @@ class TrainPanel(QWidget):
         layout.addWidget(params)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_label)
+        layout.addWidget(self.validation_label)
         layout.addWidget(self.loss_plot)
         layout.addWidget(self.dice_plot)
         layout.addWidget(self.status)
@@ -215,6 +235,8 @@ class TrainPanel(QWidget):
         self.set_profile("quick-cpu")
         self.method_combo.currentIndexChanged.connect(self._show_method)
         self.model_combo.currentIndexChanged.connect(self._show_parent)
+        self.model_combo.currentIndexChanged.connect(self._on_start_model)
+        self.method_combo.activated.connect(self._on_user_method)
         self.profile_combo.currentIndexChanged.connect(
             lambda _i: self.set_profile(self.profile_combo.currentData()))
         self.start_button.clicked.connect(lambda: self.start_training())
@@ -223,6 +245,7 @@ class TrainPanel(QWidget):
         session.project_changed.connect(self._on_project)
         session.annotations_changed.connect(lambda *_: self.refresh_methods())
         session.models_changed.connect(self.refresh_models)
+        session.volumes_changed.connect(lambda *_: self._show_validation())
         session.retrain_requested.connect(lambda path: self.start_training(init_model=path))
         self.session.executor.run(logic.available_devices, on_done=self._set_devices,
                                   on_error=lambda exc: None)
@@ -243,6 +266,8 @@ class TrainPanel(QWidget):
             raise ValueError(f"method {method_id!r} is not offered (annotation kinds of the "
                              f"project: {sorted(self._kinds)}); offered: {self.methods}")
         self.method_combo.setCurrentIndex(index)
+        self._user_method = True  # an explicit choice wins over the model's method
+        self._show_model_method()
 
     def set_profile(self, name: str) -> None:
         """Fill the form with a profile's values (``paper`` or ``quick-cpu``)."""
@@ -288,12 +313,53 @@ class TrainPanel(QWidget):
             if value is not None:
                 self.fields[key].setValue(int(value))
 
+    def _on_start_model(self, *_args) -> None:
+        """A fine-tune keeps the parent model's method (visibly) unless the user picks
+        another one afterwards; a new network keeps the method selected."""
+        choice = self.model_combo.currentData()
+        self._model_method = logic.model_method(getattr(choice, "path", None))
+        self._user_method = False
+        self._apply_model_method()
+
+    def _on_user_method(self, *_args) -> None:
+        self._user_method = True
+        self._show_model_method()
+
+    def _apply_model_method(self) -> None:
+        """Select the fine-tuned model's method when it is offered (and not overridden)."""
+        wanted = self._model_method
+        if wanted in self.methods:  # …unless it leaves kinds out (Retrain after Accept)
+            wanted = logic.preferred_method(self.methods, self._kinds, wanted)
+        if wanted is not None and not self._user_method and wanted in self.methods \
+                and self.method != wanted:
+            self.method_combo.setCurrentIndex(self.methods.index(wanted))
+        self._show_model_method()
+
+    def _show_model_method(self) -> None:
+        wanted, current = self._model_method, self.method
+        if wanted is None:
+            text = ""
+        elif current == wanted:
+            text = f"Fine-tuning keeps the model's method: {wanted}."
+        elif self._choices and wanted not in self.methods:
+            text = (f"The model was trained with {wanted}, which does not learn from this "
+                    f"project's annotations ({', '.join(sorted(self._kinds)) or 'none'}); "
+                    f"training {current or '–'} instead.")
+        elif current is not None and self._user_method:
+            text = f"The model was trained with {wanted}; you chose {current}."
+        else:
+            text = f"The model was trained with {wanted}."
+        self.model_method_label.setText(text)
+
     def set_hyperparameters(self, **values) -> None:
         """Set form fields: iterations, batch_size, size, base_width, val_every, threads,
-        lr (0 = the method's default), minutes (time budget), device."""
+        lr (0 = the method's default), minutes (time budget), device, preview (seconds
+        between live previews, 0 = off)."""
         for key, value in values.items():
             if key in self.fields:
                 self.fields[key].setValue(int(value))
+            elif key == "preview":
+                self.preview_box.setValue(float(value or 0.0))
             elif key == "lr":
                 self.lr_box.setValue(float(value or 0.0))
             elif key == "minutes":
@@ -330,6 +396,7 @@ class TrainPanel(QWidget):
             val_every=val_every, checkpoint_every=max(1, min(val_every, 200)),
             lr=self.lr_box.value() or None, device=self.device_combo.currentText(),
             max_seconds=self.budget_box.value() * 60 or None,
+            preview_every_s=self.preview_box.value() or None,
             init_model=None if init_model is None else str(init_model))
 
     @property
@@ -353,7 +420,17 @@ class TrainPanel(QWidget):
             self.status.setText("Open a project with annotations first.")
             return None
         if init_model is not None:
+            previous = self.model_combo.currentData()
             self.set_start_model(init_model)
+            same = getattr(previous, "path", None) is not None and \
+                Path(previous.path).resolve() == Path(init_model).resolve()
+            if not same or self._model_method is None:  # Retrain: the model's method
+                self._model_method = logic.model_method(init_model)
+                self._user_method = False
+            self._apply_model_method()
+            if self.method is None:
+                self.status.setText("Open a project with annotations first.")
+                return None
         try:
             config = self.config(init_model)
             handle = logic.start_run(project, config, val={"split": "val"})
@@ -361,7 +438,9 @@ class TrainPanel(QWidget):
             show_error(f"Training could not start: {exc}")
             return None
         source = f" from {Path(config.init_model).name}" if config.init_model else ""
-        self._begin(handle, f"Training {config.method}{source}")
+        kept = " (the model's method)" if config.init_model and \
+            config.method == self._model_method else ""
+        self._begin(handle, f"Training {config.method}{kept}{source}")
         return handle
 
     def resume_training(self):
@@ -418,16 +497,26 @@ class TrainPanel(QWidget):
 
     def refresh_models(self) -> None:
         current = self.model_combo.currentData()
-        self.model_combo.clear()
-        for choice in logic.model_choices(self.session.project):
-            self.model_combo.addItem(choice.label, choice)
-        if current is not None and current.path is not None:
-            self.set_start_model(current.path)
+        before = getattr(current, "path", None)
+        self.model_combo.blockSignals(True)  # the selection is kept: no model change
+        try:
+            self.model_combo.clear()
+            for choice in logic.model_choices(self.session.project):
+                self.model_combo.addItem(choice.label, choice)
+            if before is not None:
+                self.set_start_model(before)
+        finally:
+            self.model_combo.blockSignals(False)
+        after = getattr(self.model_combo.currentData(), "path", None)
+        if current is None or before != after:
+            self._show_parent()
+            self._on_start_model()
 
     # -- internals ---------------------------------------------------------------------
     def _on_project(self, project) -> None:
         self.refresh_methods()
         self.refresh_models()
+        self._show_validation()
         self._resume_dir = None
         if project is not None:
             try:
@@ -451,7 +540,14 @@ class TrainPanel(QWidget):
                                           Qt.ToolTipRole)
         if current in self.methods:
             self.method_combo.setCurrentIndex(self.methods.index(current))
+        kinds = frozenset(self._kinds)
+        if kinds != getattr(self, "_offered_kinds", None):  # new kinds: a method using all
+            self._offered_kinds = kinds
+            preferred = logic.preferred_method(self.methods, kinds, current)
+            if preferred in self.methods:
+                self.method_combo.setCurrentIndex(self.methods.index(preferred))
         self.method_combo.blockSignals(False)
+        self._apply_model_method()
         self._show_method()
         self._update_buttons()
 
@@ -477,6 +573,21 @@ class TrainPanel(QWidget):
         self.method_info.setText(f"{choice.description}\nlearns from: {', '.join(choice.kinds)}"
                                  f" · {choice.optimizer} lr {choice.lr:g}{note}")
         self.lr_box.setSpecialValueText(f"method default ({choice.lr:g})")
+        self._show_unused(choice.id)
+
+    def _show_unused(self, method_id: str) -> None:
+        """Append "M will not use your N … slices: choose mixed" (computed in the
+        background: it reads annotation files) while ``method_id`` is still selected."""
+        project = self.session.project
+        if project is None:
+            return
+
+        def done(note):
+            if note and self.method == method_id and note not in self.method_info.text():
+                self.method_info.setText(self.method_info.text() + "\n⚠ " + note)
+
+        self.session.executor.run(logic.unused_note, project, method_id, on_done=done,
+                                  on_error=lambda exc: None)
 
     def _update_buttons(self) -> None:
         running = self.is_running
@@ -517,6 +628,7 @@ class TrainPanel(QWidget):
                                 f"{event.train_slices} slices, {event.val_volumes} validation "
                                 f"volume(s); iterations {event.start_iteration}→"
                                 f"{event.iterations}.")
+            self._show_validation(event.val_volumes)
         elif kind == "progress":
             total = event.losses.get("total")
             self.loss_plot.add_point("total", event.iteration, total, "#ffb454")
@@ -531,9 +643,33 @@ class TrainPanel(QWidget):
             for name, value in event.dice.items():
                 self.dice_plot.add_point(name, event.iteration, value, colors.get(name))
             self.dice_plot.add_point("mean", event.iteration, event.mean_dice, "#ffffff")
+        elif kind == "preview":
+            self.session.preview_ready.emit(event)
         elif kind == "finished":
             self.progress_label.setText(f"{event.status} at iteration {event.iteration} in "
                                         f"{event.seconds:.0f} s")
+
+    def _show_validation(self, val_volumes: int | None = None) -> None:
+        """Say what the Dice curve is computed on — and, without validation volumes, how to
+        get some (instead of an empty plot)."""
+        project = self.session.project
+        if project is None:
+            self.validation_label.setText("")
+            return
+        try:
+            summary = logic.validation_summary(project)
+        except Exception:  # a store that cannot be read now: say nothing rather than wrong
+            return
+        if val_volumes is not None:
+            summary = logic.ValidationSummary(summary.tagged, int(val_volumes))
+        text = summary.message()
+        self.validation_label.setText(text)
+        self.dice_plot.empty_text = ("no data yet" if summary.with_reference else
+                                     "no validation volumes (tag split=val, Project tab)")
+        self.dice_plot.title = ("Validation Dice" + (
+            f" on {summary.with_reference} split=val volume(s)" if summary.with_reference
+            else ""))
+        self.dice_plot.update()
 
     def _open_progress(self, total: int, start: int, method: str) -> None:
         from napari.utils import progress
