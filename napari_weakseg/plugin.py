@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import layer_meta
 from .io import VolumeGeometry, is_nifti_path, looks_like_labels, read_volume, write_labels as _write_labels
 from .io.nifti import strip_nifti_suffix
 from .schema import LabelSchema
@@ -111,7 +112,7 @@ def make_cardiac_sample() -> list[LayerData]:
                     "opacity": 0.4, "visible": False}
     scribble_kwargs = {**geom, "name": "scribble", "colormap": schema.annotation_colormap(),
                        "opacity": 1.0,
-                       "metadata": {**geom["metadata"], "weakseg_kind": "scribble"}}
+                       "metadata": {**geom["metadata"], layer_meta.KIND: "scribble"}}
     return [
         (case.image, image_kwargs, "image"),
         (case.ground_truth, truth_kwargs, "labels"),

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 from ..errors import OptionError
+from ..states import ExportStatus
+from ._args import split_assignment
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -62,9 +64,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     tags = {}
     for text in args.tag:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise OptionError(f"--tag expects KEY=VALUE, got {text!r}")
+        key, value = split_assignment(text, OptionError,
+                                      f"--tag expects KEY=VALUE, got {text!r}")
         tags[key] = value
     options = ExportOptions(
         probabilities=args.probabilities, uncertainty=args.uncertainty,
@@ -84,7 +85,7 @@ def run_export(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGINT, on_interrupt)
 
     def show(event) -> None:
-        if event.status in ("exported", "skipped"):
+        if event.status in (ExportStatus.EXPORTED, ExportStatus.SKIPPED):
             print(f"[{event.done}/{event.total}] {event.status} {event.name} "
                   f"({event.seconds:.1f} s)", flush=True)
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import split_assignment
+
 KINDS = ("scribble", "coarse_pos", "coarse_neg", "partial", "sparse", "dense")
 
 
 def _tag(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), value.strip()
+    return split_assignment(text, argparse.ArgumentTypeError,
+                            f"expected KEY=VALUE, got {text!r}")
 
 
 def register(subparsers) -> None:
@@ -288,6 +288,7 @@ def run_annotations(args) -> int:
 
 def run_simulate(args) -> int:
     from ..store import Project
+    from ..runtime import mix_seed
     from ..weak.simulate import simulate
 
     filters = dict(args.tag)
@@ -306,7 +307,7 @@ def run_simulate(args) -> int:
                 continue
             options: dict = {}
             if args.kind == "scribble":
-                options = {"seed": args.seed * 1_000_003 + record.id, "spacing": record.spacing}
+                options = {"seed": mix_seed(args.seed, record.id), "spacing": record.spacing}
             elif args.kind in ("coarse_pos", "coarse_neg"):
                 if args.radius is not None:
                     options["radius"] = args.radius
@@ -321,7 +322,7 @@ def run_simulate(args) -> int:
                 options["keep"] = classes
             elif args.kind == "sparse":
                 options = {"every": args.every, "fraction": args.fraction,
-                           "seed": args.seed * 1_000_003 + record.id,
+                           "seed": mix_seed(args.seed, record.id),
                            "slice_classes": args.slice_classes}
                 if args.every is None and args.fraction is None:
                     options["every"] = 3

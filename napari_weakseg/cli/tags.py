@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 from ..errors import OptionError
+from ._args import split_assignment
 
 
 def _assignment(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise OptionError(f"--set {text!r}: expected KEY=VALUE, e.g. split=val")
-    key, value = text.split("=", 1)
-    return key.strip(), value.strip()
+    return split_assignment(text, OptionError,
+                            f"--set {text!r}: expected KEY=VALUE, e.g. split=val")
 
 
 def register(subparsers) -> None:

@@ -73,6 +73,28 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
     return Path(target)
 
 
+def json_default(value):
+    """``json.dumps(default=...)`` for what the project writes: numpy scalars and arrays
+    become plain numbers and lists, paths strings."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def write_text_atomic(target: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``target`` atomically (``\\n`` line ends on every platform)."""
     return write_bytes_atomic(target, text.encode(encoding))
@@ -115,5 +137,5 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-__all__ = ["atomic_path", "fsync_dir", "fsync_file", "write_bytes_atomic",
-           "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "fsync_dir", "fsync_file", "json_default", "sha256_file",
+           "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]

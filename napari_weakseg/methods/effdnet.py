@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..runtime import mix_seed
 from .base import LossOutput, Method, OptimizerSpec
 from .pce import IGNORE, known_labels, partial_cross_entropy
 
@@ -357,7 +358,7 @@ class EFFDNet(Method):
         """FADC of the batch with this step's draws (see :func:`fadc_sources_as_coded`)."""
         fg_only = self.options["fadc_box"] == "foreground"
         boxes = scribble_boxes(labels, fg_only)
-        rng = random.Random(int(self.options["seed"]) * 1_000_003 + int(step))
+        rng = random.Random(mix_seed(self.options["seed"], step))
         n, _, h, w = image.shape
         sources = fadc_sources_as_coded(rng, n, h, w, _box_nonempty(boxes),
                                         self.options["fadc_max_redraws"])

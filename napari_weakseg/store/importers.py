@@ -335,7 +335,7 @@ def export_nnunet(project: Project, out_dir: str | os.PathLike, *, kind: str | N
     A class kind: ``labelsTr`` = that annotation with nnU-Net's ``ignore`` label (value C)
     on unannotated voxels (volumes without it go to ``imagesTs``).
     """
-    from ..io.nnunet import image_path, label_path, write_dataset_json
+    from ..io.nnunet import write_dataset_json
 
     if kind is not None and kind not in CLASS_KINDS:
         raise StoreError(f"{kind} cannot be written as nnU-Net labels")

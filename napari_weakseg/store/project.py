@@ -46,13 +46,14 @@ import numpy as np
 from ..errors import WeakSegError
 from ..io.errors import GeometryMismatchError, VolumeError
 from ..io.geometry import VolumeGeometry
-from ..io.atomic import atomic_path, fsync_dir
+from ..io.atomic import atomic_path, fsync_dir, sha256_file
 from ..io.nifti import (Volume, check_same_grid, is_nifti_path,
                         read_labels, read_volume, strip_nifti_suffix, write_labels)
 from ..schema import LabelSchema
 from ..weak.encoding import (CLASS_KINDS, AnnotationValueError, check_kind, to_wsl4mis,
                              validate_annotation, validate_ground_truth)
 from . import manifest
+from ..states import STORED_RUN_STATUSES, RunStatus
 from .records import (SPLITS, Annotation, AnnotationRecord, GroundTruthRecord, ModelRecord,
                       NotFoundError, ProjectDiskError, ProjectExistsError, ReadOnlyProjectError,
                       RunRecord, StoreError, VolumeRecord, dumps)
@@ -62,7 +63,7 @@ ArrayOrPath = np.ndarray | str | os.PathLike
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _STRATEGY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-RUN_STATUSES = ("created", "running", "completed", "failed", "cancelled")
+RUN_STATUSES = STORED_RUN_STATUSES
 ORPHAN_MIN_AGE_S = 3600.0
 SUBFOLDERS = ("images", "annotations", "ground_truth")
 # names this package gives files in the subfolders: NAME.TOKEN.nii[.gz] (copies, versions)
@@ -96,11 +97,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.image_problems and not self.file_problems
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _token() -> str:
@@ -861,9 +857,9 @@ class Project:
             sets = {"updated_at": stamp, "metrics": dumps(merged)}
             if status is not None:
                 sets["status"] = status
-                if status == "running" and row["started_at"] is None:
+                if status == RunStatus.RUNNING and row["started_at"] is None:
                     sets["started_at"] = stamp
-                if status in ("completed", "failed", "cancelled"):
+                if status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
                     sets["finished_at"] = stamp
             for key, value in (("device", device), ("error", error), ("out_dir", out_dir),
                                ("log_path", log_path)):

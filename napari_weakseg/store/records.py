@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DiskError, ProjectError
+from ..io.atomic import json_default
 from ..io.geometry import VolumeGeometry
 
 #: Values of the ``split`` tag.
@@ -187,14 +188,4 @@ class ModelRecord:
 
 def dumps(value: Any) -> str:
     """JSON for the manifest (numpy scalars/arrays become plain numbers/lists)."""
-    return json.dumps(value, default=_json_default, sort_keys=True)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return json.dumps(value, default=json_default, sort_keys=True)

@@ -106,6 +106,13 @@ class TrainConfig:
             if not (folder / "config.json").is_file() or not (folder / "weights.pt").is_file():
                 raise OptionError(f"init_model: {folder} is not a model folder (config.json "
                                   "and weights.pt expected)")
+            from ..nets.model_folder import read_config
+
+            parent = read_config(folder)  # wrong types refused here, naming the field
+            if num_classes is not None and len(parent["classes"]) != num_classes:
+                raise OptionError(f"init_model: {folder} predicts {len(parent['classes'])} "
+                                  f"classes ({', '.join(parent['classes'])}); this project "
+                                  f"has {num_classes}")
         if not isinstance(self.method_options, dict):
             raise OptionError(f"method_options: expected a mapping, got "
                               f"{self.method_options!r}")

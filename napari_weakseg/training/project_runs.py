@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, ProjectError
+from ..states import RunStatus
 
 #: The run-folder file naming the process that owns a run (see the module docstring).
 OWNER_FILE = "owner.json"
@@ -43,7 +44,8 @@ HEARTBEAT_TIMEOUT_S = 120.0
 #: The prefix of the store's ``error`` of a run recorded as interrupted.
 INTERRUPTED_PREFIX = "interrupted:"
 #: Reported statuses (:func:`run_status`) a run with a checkpoint can be resumed from.
-RESUMABLE_STATUSES = ("cancelled", "failed", "interrupted", "budget")
+RESUMABLE_STATUSES = (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.INTERRUPTED,
+                      RunStatus.BUDGET)
 
 
 @dataclass(frozen=True)
@@ -281,12 +283,12 @@ def run_status(record, now: float | None = None) -> str:
     (a ``running`` row whose owner is gone, or one recorded as interrupted) and ``budget``
     (completed because its time budget ran out: it can go on)."""
     status = record.status
-    if status == "running" and not owner_state(record, now)[0]:
-        return "interrupted"
-    if status == "failed" and (record.error or "").startswith(INTERRUPTED_PREFIX):
-        return "interrupted"
-    if status == "completed" and _stopped_by(record) == "budget":
-        return "budget"
+    if status == RunStatus.RUNNING and not owner_state(record, now)[0]:
+        return RunStatus.INTERRUPTED
+    if status == RunStatus.FAILED and (record.error or "").startswith(INTERRUPTED_PREFIX):
+        return RunStatus.INTERRUPTED
+    if status == RunStatus.COMPLETED and _stopped_by(record) == RunStatus.BUDGET:
+        return RunStatus.BUDGET
     return status
 
 
@@ -305,7 +307,7 @@ def mark_interrupted(project, now: float | None = None) -> list:
     ``interrupted: …`` error (one line: who was gone); → the updated records. A read-only
     project is left as it is."""
     changed = []
-    for record in project.runs(status="running"):
+    for record in project.runs(status=RunStatus.RUNNING):
         alive, why = owner_state(record, now)
         if alive:
             continue
@@ -313,9 +315,9 @@ def mark_interrupted(project, now: float | None = None) -> list:
                  + ("resume it from its checkpoint" if has_checkpoint(record)
                     else "no checkpoint was saved, start it again"))
         try:
-            changed.append(project.update_run(record.id, status="failed", error=error))
+            changed.append(project.update_run(record.id, status=RunStatus.FAILED, error=error))
         except Exception:  # read-only project or a locked manifest: report, do not record
-            changed.append(dataclasses.replace(record, status="failed", error=error))
+            changed.append(dataclasses.replace(record, status=RunStatus.FAILED, error=error))
     return changed
 
 
@@ -405,13 +407,13 @@ def start_run(project, config, *, val: Mapping[str, str] | None = None,
     try:
         run.start(extra_env)
     except Exception as exc:
-        project.update_run(run_id, status="failed",
+        project.update_run(run_id, status=RunStatus.FAILED,
                            error=f"the training process could not start: {exc}")
         raise
     heartbeat = Heartbeat(run_dir, run.process)
     if nice:
         lower_priority(run.process.pid, nice)
-    project.update_run(run_id, status="running")
+    project.update_run(run_id, status=RunStatus.RUNNING)
     return RunHandle(run, run_id, run_dir, run_dir.name, config.iterations, 0, config.method,
                      heartbeat)
 
@@ -426,7 +428,7 @@ def resume_run(project, run_dir: str | os.PathLike, extra_env: dict | None = Non
 
     run_dir = Path(run_dir)
     record = _record_for(project, run_dir)
-    if record is not None and record.status == "running":
+    if record is not None and record.status == RunStatus.RUNNING:
         alive, why = owner_state(record)
         if alive:
             raise ProjectError(f"{run_dir}: the run is still going on ({why}); cancel it "
@@ -448,7 +450,7 @@ def resume_run(project, run_dir: str | os.PathLike, extra_env: dict | None = Non
         lower_priority(run.process.pid, nice)
     run_id = None if record is None else record.id
     if run_id is not None:
-        project.update_run(run_id, status="running", error="")
+        project.update_run(run_id, status=RunStatus.RUNNING, error="")
     return RunHandle(run, run_id, run_dir, run_dir.name, iterations, 0, recorded, heartbeat)
 
 
@@ -486,12 +488,12 @@ def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
             error = getattr(final, "error", "training ended without a final event")
             log_path = getattr(final, "log_path", "") or str(handle.run_dir / "worker.log")
             if handle.run_id is not None:
-                project.update_run(handle.run_id, status="failed", error=error)
-            return RunOutcome(handle.run_id, handle.run_dir, "failed", error=error,
-                            log_path=log_path, resumable=resumable)
+                project.update_run(handle.run_id, status=RunStatus.FAILED, error=error)
+            return RunOutcome(handle.run_id, handle.run_dir, RunStatus.FAILED, error=error,
+                              log_path=log_path, resumable=resumable)
         # the store knows no "budget": such a run is completed (it has a model) and records
         # how it stopped, so that it is offered for resume after the project is reopened
-        status = {"budget": "completed"}.get(final.status, final.status)
+        status = {RunStatus.BUDGET: RunStatus.COMPLETED}.get(final.status, final.status)
         model_dir = Path(final.model_dir)
         name = path = None
         if (model_dir / "config.json").exists():
@@ -512,6 +514,6 @@ def finalise_run(project_root: str | os.PathLike, handle: RunHandle, final):
                                         "iteration": final.iteration,
                                         "stopped": final.status})
         return RunOutcome(handle.run_id, handle.run_dir, final.status, name, path,
-                        resumable=resumable and final.status in ("cancelled", "budget"))
+                        resumable=resumable and final.status in (RunStatus.CANCELLED, RunStatus.BUDGET))
     finally:
         project.close()

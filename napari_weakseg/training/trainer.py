@@ -30,6 +30,7 @@ from ..nets.model_folder import (atomic_torch_save, load_model, load_state_check
 from ..postprocess import Postprocessing
 from ..preprocess import Preprocessing, median_spacing
 from ..preprocess import select_device as select_device  # re-exported (older imports)
+from ..runtime import dist_rank, dist_world_size, mix_seed
 from .config import TrainConfig
 from .data import SliceDataset, TrainingVolume, to_tensors
 from .events import Checkpoint, Event, Finished, Preview, Progress, Started, Validation
@@ -137,8 +138,8 @@ class Trainer:
         self.emit_fn = emit
         self.cancel = cancel or threading.Event()
         self.data_description = data_description
-        self.rank = int(os.environ.get("RANK", 0))
-        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = dist_rank()
+        self.world_size = dist_world_size()
 
     # -- helpers ------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -263,7 +264,7 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = to_tensors(dataset.batch(iteration, cfg.batch_size), device)
-            torch.manual_seed(cfg.seed * 1_000_003 + iteration * 7919 + self.rank)
+            torch.manual_seed(mix_seed(cfg.seed, iteration * 7919 + self.rank))
             np_state = np.random.default_rng([cfg.seed, iteration, self.rank, 1])
             batch["rng"] = np_state
             net.train()

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..runtime import dist_rank
 from .events import Event, Failed, Log
 
 CANCEL_FILE = "cancel"
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     cancel = threading.Event()
     lock = threading.Lock()
 
-    rank = int(os.environ.get("RANK", 0))
+    rank = dist_rank()
     # started by TrainingRun (the CLI, napari): the parent reads the events and records the
     # outcome; without it the run is orphaned. Started by hand or by torchrun: no such check.
     parent = os.getppid() if os.environ.get(OWNER_ENV) == str(os.getppid()) else None

@@ -25,6 +25,7 @@ from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox,
                             QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
 
+from .. import layer_meta
 from ..schema import LabelSchema, encode_class
 from . import logic
 from .logic import KINDS
@@ -211,11 +212,11 @@ class AnnotationPanel(QWidget):
             return layer
         if not create:
             return None
-        metadata = {**(image.metadata or {}), "weakseg_kind": kind,
-                    "weakseg_image": image.name,
-                    "weakseg_declared_classes": (self.declared_classes or None)
+        metadata = {**(image.metadata or {}), layer_meta.KIND: kind,
+                    layer_meta.IMAGE: image.name,
+                    layer_meta.DECLARED_CLASSES: (self.declared_classes or None)
                     if kind == "partial" else None,
-                    "weakseg_declared_slices": None}
+                    layer_meta.DECLARED_SLICES: None}
         dtype = np.uint16 if kind == "coarse_neg" and self.schema.num_classes > 8 else np.uint8
         array = np.zeros(image.data.shape, dtype=dtype) if data is None \
             else np.asarray(data).astype(dtype)
@@ -254,7 +255,7 @@ class AnnotationPanel(QWidget):
         layer = self.annotation_layer("sparse")
         if layer is None:
             return {}
-        return dict(layer.metadata.get("weakseg_declared_slices") or {})
+        return dict(layer.metadata.get(layer_meta.DECLARED_SLICES) or {})
 
     def toggle_slice_complete(self, z: int | None = None) -> dict:
         """Mark slice ``z`` (default: the slice shown) complete in the sparse layer, or
@@ -268,8 +269,8 @@ class AnnotationPanel(QWidget):
             z = int(self.viewer.dims.current_step[-3 if layer.ndim >= 3 else 0])
         checked = self.declared_classes
         classes = None if len(checked) in (0, self.schema.num_classes) else checked
-        slices = logic.toggle_slice(layer.metadata.get("weakseg_declared_slices"), z, classes)
-        layer.metadata["weakseg_declared_slices"] = slices or None
+        slices = logic.toggle_slice(layer.metadata.get(layer_meta.DECLARED_SLICES), z, classes)
+        layer.metadata[layer_meta.DECLARED_SLICES] = slices or None
         self._show_slices(slices)
         self._schedule()
         return slices
@@ -353,7 +354,7 @@ class AnnotationPanel(QWidget):
 
         current = self.image_combo.currentText()
         names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)
-                 and not layer.metadata.get("weakseg_role")]
+                 and not layer.metadata.get(layer_meta.ROLE)]
         self.image_combo.blockSignals(True)
         self.image_combo.clear()
         self.image_combo.addItems(names)
@@ -374,8 +375,9 @@ class AnnotationPanel(QWidget):
         from napari.layers import Labels
 
         layer = self.viewer.layers.selection.active
-        if isinstance(layer, Labels) and layer.metadata.get("weakseg_kind"):
-            layer.selected_label = brush_value(layer.metadata["weakseg_kind"], self.class_index)
+        if isinstance(layer, Labels) and layer.metadata.get(layer_meta.KIND):
+            layer.selected_label = brush_value(layer.metadata[layer_meta.KIND],
+                                               self.class_index)
 
     def _sync_controls(self, *_):
         """Show the declarations of the layer of the selected kind."""
@@ -384,12 +386,12 @@ class AnnotationPanel(QWidget):
         self.slice_button.setEnabled(kind == "sparse")
         layer = self.annotation_layer(kind)
         if layer is not None and kind == "partial":
-            classes = layer.metadata.get("weakseg_declared_classes") or ()
+            classes = layer.metadata.get(layer_meta.DECLARED_CLASSES) or ()
             for i, box in enumerate(self.class_checks):
                 box.blockSignals(True)
                 box.setChecked(i in classes)
                 box.blockSignals(False)
-        self._show_slices(layer.metadata.get("weakseg_declared_slices") if layer is not None
+        self._show_slices(layer.metadata.get(layer_meta.DECLARED_SLICES) if layer is not None
                           and kind == "sparse" else None)
         self._refresh_versions()
 
@@ -407,7 +409,7 @@ class AnnotationPanel(QWidget):
             return
         layer = self.annotation_layer("partial")
         if layer is not None:
-            layer.metadata["weakseg_declared_classes"] = self.declared_classes or None
+            layer.metadata[layer_meta.DECLARED_CLASSES] = self.declared_classes or None
             self._schedule()
 
     def _slice_shortcut(self, viewer=None):
@@ -454,15 +456,15 @@ class AnnotationPanel(QWidget):
 
     @staticmethod
     def _layer_fingerprint(layer) -> tuple:
-        return logic.fingerprint(layer.data, layer.metadata.get("weakseg_declared_classes"),
-                                 layer.metadata.get("weakseg_declared_slices"))
+        return logic.fingerprint(layer.data, layer.metadata.get(layer_meta.DECLARED_CLASSES),
+                                 layer.metadata.get(layer_meta.DECLARED_SLICES))
 
     def _target(self, layer):
         """(project, volume record) a layer saves to, or ``None`` (not a project volume)."""
         project = self.session.project
-        volume_name = layer.metadata.get("weakseg_volume")
+        volume_name = layer.metadata.get(layer_meta.VOLUME)
         if project is None or volume_name is None or \
-                layer.metadata.get("weakseg_project") != str(project.root):
+                layer.metadata.get(layer_meta.PROJECT) != str(project.root):
             return None
         return project, volume_name
 
@@ -473,7 +475,7 @@ class AnnotationPanel(QWidget):
         if target is None:
             return None
         project, volume = target
-        kind = layer.metadata["weakseg_kind"]
+        kind = layer.metadata[layer_meta.KIND]
         fp = self._layer_fingerprint(layer)
         if fp == self._saved.get(id(layer)):
             return None
@@ -482,8 +484,9 @@ class AnnotationPanel(QWidget):
             return None
         self._seq += 1
         args = (self._seq, (str(project.root), volume, kind), project, volume, kind,
-                np.array(layer.data, copy=True), layer.metadata.get("weakseg_declared_classes"),
-                layer.metadata.get("weakseg_declared_slices"))
+                np.array(layer.data, copy=True),
+                layer.metadata.get(layer_meta.DECLARED_CLASSES),
+                layer.metadata.get(layer_meta.DECLARED_SLICES))
         if sync:
             try:
                 record = self._save_task(*args)
@@ -520,7 +523,7 @@ class AnnotationPanel(QWidget):
         self._saved[id(layer)] = fp
         if record is None:
             return
-        layer.metadata["weakseg_sha256"] = record.sha256
+        layer.metadata[layer_meta.SHA256] = record.sha256
         self.save_label.setText(f"Saved {record.kind} v{record.version} "
                                 f"({logic.local_time(record.created_at)[11:]}).")
         if record.kind == self.kind:
@@ -572,7 +575,7 @@ class AnnotationPanel(QWidget):
             record = project.annotation_record(volume, kind)
         except Exception:
             return
-        if layer is not None and record.sha256 == layer.metadata.get("weakseg_sha256"):
+        if layer is not None and record.sha256 == layer.metadata.get(layer_meta.SHA256):
             if kind == self.kind:
                 self._refresh_versions()
             return  # the layer holds this version already (e.g. our own autosave)
@@ -592,9 +595,9 @@ class AnnotationPanel(QWidget):
     def _apply_stored(self, layer, annotation, undoable: bool):
         """Put a stored version into ``layer`` (with Ctrl-Z history when ``undoable``)."""
         new = np.asarray(annotation.data).astype(layer.data.dtype)
-        layer.metadata["weakseg_declared_classes"] = annotation.record.declared_classes
-        layer.metadata["weakseg_declared_slices"] = annotation.record.declared_slices
-        layer.metadata["weakseg_sha256"] = annotation.record.sha256
+        layer.metadata[layer_meta.DECLARED_CLASSES] = annotation.record.declared_classes
+        layer.metadata[layer_meta.DECLARED_SLICES] = annotation.record.declared_slices
+        layer.metadata[layer_meta.SHA256] = annotation.record.sha256
         if undoable and new.shape == layer.data.shape:
             changed = np.nonzero(layer.data != new)
             if changed[0].size:

@@ -9,7 +9,6 @@ Labels layers on their image's grid.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +20,10 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
                             QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout,
                             QWidget)
 
-from ..inference.export import (MANIFEST_DIR, ExportOptions, ExportProgress, ExportReport,
-                                export_cohort)
+from .. import layer_meta
+from ..inference.export import (ExportOptions, ExportProgress, ExportReport, export_cohort,
+                                read_records)
+from ..states import ExportStatus
 
 if TYPE_CHECKING:
     import napari
@@ -187,10 +188,10 @@ class ExportPanel(QWidget):
 
     # -- worker callbacks (Qt main thread) -----------------------------------------------
     def _on_progress(self, event: ExportProgress) -> None:
-        if event.status == "started":
+        if event.status == ExportStatus.STARTED:
             self.progress.setRange(0, max(event.total, 1))
         self.progress.setValue(min(event.done, self.progress.maximum()))
-        if event.status in ("exported", "skipped", "failed"):
+        if event.status in (ExportStatus.EXPORTED, ExportStatus.SKIPPED, ExportStatus.FAILED):
             self.status.setText(f"{event.done}/{event.total}: {event.status} {event.name}")
 
     def _on_done(self, report: ExportReport) -> None:
@@ -233,14 +234,8 @@ class ExportPanel(QWidget):
         from an exported input (matched by the manifest's input path)."""
         from ..plugin import nifti_layer_data
 
-        exported = {}
-        for path in sorted((Path(out_dir) / MANIFEST_DIR).glob("*.json")):
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if record.get("status") == "ok":
-                exported[record["input"]["path"]] = Path(out_dir) / record["outputs"]["labels"]
+        exported = {record.input["path"]: record.labels_path(out_dir)
+                    for record in read_records(out_dir) if record.ok}
         schema = self._schema()
         added = []
         for layer in list(self.viewer.layers):
@@ -248,15 +243,16 @@ class ExportPanel(QWidget):
             source = metadata.get("source_path")
             # only the images themselves: overlays (uncertainty, predictions, previews)
             # carry their image's metadata, source path included
-            if type(layer).__name__ != "Image" or not source or metadata.get("weakseg_role"):
+            if type(layer).__name__ != "Image" or not source or metadata.get(layer_meta.ROLE):
                 continue
             labels_path = exported.get(str(Path(source).resolve()))
             if labels_path is None or not labels_path.exists():
                 continue
             data, kwargs, _ = nifti_layer_data(labels_path)
             kwargs["name"] = self._result_name(layer.name)
-            kwargs["metadata"] = {**kwargs.get("metadata", {}), "weakseg_role": "export",
-                                  "weakseg_export_fingerprint": _fingerprint(data)}
+            kwargs["metadata"] = {**kwargs.get("metadata", {}),
+                                  layer_meta.ROLE: layer_meta.Role.EXPORT,
+                                  layer_meta.EXPORT_FINGERPRINT: _fingerprint(data)}
             existing = self.viewer.layers[kwargs["name"]] \
                 if kwargs["name"] in self.viewer.layers else None
             if existing is not None:  # an unedited export layer of ours: new data
@@ -279,8 +275,8 @@ class ExportPanel(QWidget):
                 return name
             layer = self.viewer.layers[name]
             meta = layer.metadata or {}
-            if meta.get("weakseg_role") == "export" and \
-                    meta.get("weakseg_export_fingerprint") == _fingerprint(layer.data):
+            if meta.get(layer_meta.ROLE) == layer_meta.Role.EXPORT and \
+                    meta.get(layer_meta.EXPORT_FINGERPRINT) == _fingerprint(layer.data):
                 return name  # ours and unedited: refreshed in place
         return candidates[-1]
 

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayo
                             QHeaderView, QLabel, QLineEdit, QMenu, QPushButton, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
+from .. import layer_meta
 from . import logic
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ class ProjectPanel(QWidget):
             return
         root = str(project.root)
         doomed = [layer for layer in self.viewer.layers
-                  if layer.metadata.get("weakseg_project") == root]
+                  if layer.metadata.get(layer_meta.PROJECT) == root]
         # Top layer first, painting tools off: napari 0.9.2 (software OpenGL) crashes on the
         # next draw when the image under a Labels layer in paint mode is removed first.
         for layer in doomed:
@@ -315,8 +316,8 @@ class ProjectPanel(QWidget):
     def _show_volume(self, loaded: logic.LoadedVolume) -> None:
         record, image = loaded.record, loaded.image
         kwargs = image.geometry.to_layer_kwargs()
-        kwargs["metadata"] = {**kwargs["metadata"], "weakseg_volume": record.name,
-                              "weakseg_project": str(self.project.root)}
+        kwargs["metadata"] = {**kwargs["metadata"], layer_meta.VOLUME: record.name,
+                              layer_meta.PROJECT: str(self.project.root)}
         layer = self.viewer.add_image(image.data, name=record.name, colormap="gray",
                                       units=("mm",) * image.data.ndim, **kwargs)
         self.viewer.reset_view()

@@ -14,6 +14,7 @@ import numpy as np
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QListWidget,
                             QPushButton, QVBoxLayout, QWidget)
 
+from .. import layer_meta
 from . import logic
 
 if TYPE_CHECKING:
@@ -153,10 +154,10 @@ class ReviewPanel(QWidget):
         if self.session.image_layer is not None and self.session.image_layer in self.viewer.layers:
             return self.session.image_layer
         active = self.viewer.layers.selection.active
-        if isinstance(active, Image) and not active.metadata.get("weakseg_role"):
+        if isinstance(active, Image) and not active.metadata.get(layer_meta.ROLE):
             return active
         images = [layer for layer in self.viewer.layers if isinstance(layer, Image)
-                  and not layer.metadata.get("weakseg_role")]
+                  and not layer.metadata.get(layer_meta.ROLE)]
         return images[-1] if images else None
 
     def predict(self, model_path: str | Path | None = None) -> bool:
@@ -371,7 +372,9 @@ class ReviewPanel(QWidget):
         else:
             self.viewer.add_labels(labels, name=name,
                                    colormap=schema.dense_colormap(), opacity=0.5,
-                                   metadata={**metadata, "weakseg_role": "prediction"}, **base)
+                                   metadata={**metadata,
+                                             layer_meta.ROLE: layer_meta.Role.PREDICTION},
+                                   **base)
         entropy = prediction.entropy if frame is None else self._on_image_grid(
             image, np.asarray(prediction.entropy, dtype=np.float32), frame,
             self.uncertainty_layer)
@@ -384,11 +387,17 @@ class ReviewPanel(QWidget):
                 done = logic.complete_slices(project.annotations(self.session.volume))
             except Exception:
                 done = set()
-        self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done)
+        self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done,
+                                                  probabilities=prediction.probabilities)
         top = ", ".join(f"z={z} ({s:.2f})" for z, s in self.suggested_slices[:3])
         where = "" if frame is None else f" of frame t={frame}"
-        self.suggest_label.setText(f"Most uncertain slices{where} (mean entropy): {top}"
-                                   if top else "Every slice is already complete.")
+        probabilities = prediction.probabilities
+        measure = "mean entropy" if probabilities is None else \
+            "entropy over the possible foreground"
+        ceiling = math.log(max(len(probabilities) if probabilities is not None else 2, 2))
+        self.suggest_label.setText(
+            f"Most uncertain slices{where} ({measure}, 0 = sure … {ceiling:.2f} = no idea): "
+            f"{top}" if top else "Every slice is already complete.")
         post = getattr(prediction, "postprocess", None)
         seconds = self.predict_seconds or 0.0
         if frame is None:
@@ -426,8 +435,8 @@ class ReviewPanel(QWidget):
                 return
             layer = self.viewer.add_image(
                 entropy, name=name, colormap="magma", blending="additive", opacity=0.4,
-                contrast_limits=limits, metadata={**metadata, "weakseg_role": "uncertainty"},
-                **base)
+                contrast_limits=limits,
+                metadata={**metadata, layer_meta.ROLE: layer_meta.Role.UNCERTAINTY}, **base)
             prediction = self.prediction_layer
             if prediction is not None:  # keep the label map on top
                 self.viewer.layers.move(self.viewer.layers.index(layer),
@@ -510,8 +519,8 @@ class ReviewPanel(QWidget):
         name = f"{image.name} [preview]"
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
         labels = self._on_image_grid(image, np.asarray(prediction.labels), frame, existing)
-        metadata = {**dict(image.metadata or {}), "weakseg_role": "preview",
-                    "weakseg_preview_iteration": int(event.iteration)}
+        metadata = {**dict(image.metadata or {}), layer_meta.ROLE: layer_meta.Role.PREVIEW,
+                    layer_meta.PREVIEW_ITERATION: int(event.iteration)}
         if existing is not None:
             existing.data = labels
             existing.metadata = metadata

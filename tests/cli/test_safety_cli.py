@@ -278,3 +278,22 @@ def test_output_errors_are_weakseg_errors():
     from napari_weakseg.errors import WeakSegError
 
     assert issubclass(OutputError, WeakSegError) and issubclass(OptionError, WeakSegError)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"network": None}, "network"),
+    ({"classes": ["background", "LV"]}, "classes"),
+])
+def test_bad_init_model_is_refused_before_the_worker_starts(workspace, tmp_path, change,
+                                                             message, capsys):
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    config = json.loads((workspace / "model" / "config.json").read_text())
+    config.update(change)
+    (parent / "config.json").write_text(json.dumps(config))
+    (parent / "weights.pt").write_bytes((workspace / "model" / "weights.pt").read_bytes())
+    code = main(["train", str(workspace / "project"), "--method", "pce", "--iterations", "1",
+                 "--init", str(parent), "--out", str(tmp_path / "never")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()

@@ -23,7 +23,7 @@ def test_sample_and_docked_panel_render(make_napari_viewer, qtbot, screenshot_di
     layers = viewer.open_sample("napari-weakseg", "cardiac")
     assert [type(layer).__name__ for layer in layers] == ["Image", "Labels", "Labels"]
     dock, panel = viewer.window.add_plugin_dock_widget("napari-weakseg", "Weak annotations")
-    qtbot.waitUntil(lambda: panel.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: panel.isVisible(), timeout=60000)
     assert panel.image_combo.currentText() == "cardiac (synthetic)"
     assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")
     shot = viewer.screenshot(canvas_only=False, flash=False)

@@ -45,7 +45,7 @@ def test_edits_are_autosaved_once_they_settle(project_widget, tiny_project, qtbo
     layer = panel.start_annotating()
     assert layer.metadata["weakseg_volume"] == VOLUME
     _paint(viewer, layer, 1, (16, 16), layer.selected_label)
-    qtbot.waitUntil(lambda: len(_versions(tiny_project, "partial")) == 1, timeout=5000)
+    qtbot.waitUntil(lambda: len(_versions(tiny_project, "partial")) == 1, timeout=60000)
     (record,) = _versions(tiny_project, "partial")
     assert record.declared_classes == (3,) and set(record.counts) == {4}
     with Project.open(tiny_project) as project:
@@ -55,11 +55,11 @@ def test_edits_are_autosaved_once_they_settle(project_widget, tiny_project, qtbo
     widget.show_panel("Annotate")
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 900)
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
     save_screenshot(viewer, screenshot_dir / "annotate_panel.png")
 
     layer.undo()  # napari's undo: the empty state is saved as a new version
-    qtbot.waitUntil(lambda: len(_versions(tiny_project, "partial")) == 2, timeout=5000)
+    qtbot.waitUntil(lambda: len(_versions(tiny_project, "partial")) == 2, timeout=60000)
     assert not _versions(tiny_project, "partial")[-1].counts
 
 

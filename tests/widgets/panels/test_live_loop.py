@@ -40,7 +40,7 @@ def _dock(viewer, widget, qtbot, title="Review"):
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 950)
     widget.show_panel(title)
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_split_editor_and_the_no_validation_note(make_napari_viewer, tiny_projec
     menu = panel.split_menu()
     rect = panel.table.visualRect(panel.table.model().index(2, 1))
     menu.popup(panel.table.viewport().mapToGlobal(rect.center()))
-    qtbot.waitUntil(menu.isVisible, timeout=5000)
+    qtbot.waitUntil(menu.isVisible, timeout=60000)
     qtbot.wait(200)
     from qtpy.QtWidgets import QApplication
 
@@ -262,7 +262,7 @@ def test_review_predicts_a_4d_cine_series_frame_by_frame(make_napari_viewer, qtb
     assert review.predict(logic.zoo_dir() / "acdc-cine-pce")  # old code: an error
     labels = review.prediction_layer
     assert labels.data.shape == image.data.shape
-    qtbot.waitUntil(lambda: review.uncertainty_layer is not None, timeout=5000)
+    qtbot.waitUntil(lambda: review.uncertainty_layer is not None, timeout=60000)
     entropy = np.asarray(review.uncertainty_layer.data)
     assert entropy.shape == image.data.shape
     assert entropy[3].max() > 0 and not entropy[[0, 5]].any()  # only frame t=3 predicted

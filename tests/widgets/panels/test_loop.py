@@ -23,7 +23,7 @@ def test_annotate_train_review_accept_retrain(make_napari_viewer, tiny_project, 
     widget = WeakSegWidget(viewer, autosave_ms=50)  # napari thread workers
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 950)
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
     session, annotate = widget.session, widget.annotate_panel
     train, review = widget.train_panel, widget.review_panel
 

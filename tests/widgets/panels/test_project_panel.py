@@ -26,7 +26,7 @@ def test_open_project_lists_volumes_and_opens_one(make_napari_viewer, tiny_proje
     viewer, widget = _widget(make_napari_viewer, show=True)
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 900)
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
     panel = widget.project_panel
     panel.open_project(tiny_project)
     assert panel.volume_names() == ["synth000_frame01", "synth000_frame10",

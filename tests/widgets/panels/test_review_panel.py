@@ -29,7 +29,7 @@ def predicted(make_napari_viewer, tiny_project, tiny_model):
 def test_prediction_overlays_on_the_image_grid(predicted, qtbot, screenshot_dir):
     viewer, widget, review = predicted
     image = widget.session.image_layer
-    qtbot.waitUntil(lambda: review.uncertainty_layer is not None, timeout=5000)
+    qtbot.waitUntil(lambda: review.uncertainty_layer is not None, timeout=60000)
     labels, uncertainty = review.prediction_layer, review.uncertainty_layer
     names = [layer.name for layer in viewer.layers]
     assert names.index(uncertainty.name) < names.index(labels.name)  # label map on top
@@ -39,16 +39,19 @@ def test_prediction_overlays_on_the_image_grid(predicted, qtbot, screenshot_dir)
         np.testing.assert_allclose(layer.scale, image.scale)
     assert labels.data.max() < 4 and float(uncertainty.data.min()) >= 0
     assert np.all(uncertainty.data <= np.log(4) + 1e-5)
-    # suggestions: slices by mean entropy, most uncertain first
-    scores = uncertainty.data.reshape(4, -1).mean(axis=1)
+    # suggestions: slices by entropy over the possible foreground, most uncertain first
+    from napari_weakseg.inference.suggest import foreground_entropy
+
+    scores = foreground_entropy(review.prediction.probabilities, review.prediction.entropy)
     assert [z for z, _ in review.suggested_slices] == list(np.argsort(-scores, kind="stable"))
+    assert "possible foreground" in review.suggest_label.text()
     assert review.go_to_next_slice() == review.suggested_slices[0][0]
     assert viewer.dims.current_step[0] == review.suggested_slices[0][0]
 
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 900)
     widget.show_panel("Review")
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
     save_screenshot(viewer, screenshot_dir / "review_panel.png")
 
 

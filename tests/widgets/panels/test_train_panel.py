@@ -20,7 +20,7 @@ def _docked(make_napari_viewer, qtbot, executor=None):
     widget = WeakSegWidget(viewer, executor=executor)
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 1000)
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
     return viewer, widget
 
 

@@ -31,8 +31,8 @@ def executor(request, qapp):
 
 def _settle(executor, qtbot, calls, expected):
     if isinstance(executor, ThreadExecutor):
-        qtbot.waitUntil(lambda: len(calls) >= expected, timeout=10000)
-        qtbot.waitUntil(lambda: not executor.busy, timeout=10000)
+        qtbot.waitUntil(lambda: len(calls) >= expected, timeout=60000)
+        qtbot.waitUntil(lambda: not executor.busy, timeout=60000)
 
 
 def test_run_returns_on_the_main_thread(executor, qtbot):
