@@ -23,6 +23,10 @@ def main(argv=None) -> int:
     parser.add_argument("--notes", default="")
     parser.add_argument("--largest-component", action="store_true",
                         help="record largest-component post-processing as the model's default")
+    parser.add_argument("--postprocess", choices=["none", "largest", "anatomy"],
+                        help="record this post-processing as the model's default (choose it "
+                             "on an inner split: benchmarks/postprocess_ablation.py --split "
+                             "inner)")
     parser.add_argument("--zoo-default", action="store_true",
                         help="mark it as the zoo model new users start from (config "
                              "zoo_default: true)")
@@ -30,9 +34,12 @@ def main(argv=None) -> int:
                         help="a Markdown file appended to the card (e.g. an ablation table)")
     args = parser.parse_args(argv)
     net, config = load_model(args.run_dir / "model")
+    trained_post = config.get("postprocessing", {}).get("name", "none")
+    if args.postprocess:
+        config["postprocessing"] = {**config.get("postprocessing", {}),
+                                    "name": args.postprocess}
     lines = [f"# {args.title}", "", model_card(config).split("\n", 2)[2]]
-    post = config.get("postprocessing", {}).get("name", "none")
-    variants = {"": f"the model's recorded post-processing: {post}",
+    variants = {"": f"post-processing {trained_post}",
                 "_none": "raw network output", "_lcc": "largest 3D component per class"}
     for suffix, label in variants.items():
         metrics_path = args.run_dir / f"val_metrics{suffix}.json"

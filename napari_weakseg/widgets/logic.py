@@ -38,8 +38,10 @@ KINDS = {
     "sparse": "Sparse — full masks on some slices",
 }
 #: Training profiles shown in the Train panel (``training.config.PROFILES`` keys).
-PROFILE_LABELS = {"paper": "paper (WSL4MIS recipe, 256², 60k it.)",
-                  "quick-cpu": "quick (CPU): 128², width 8, 600 it."}
+PROFILE_LABELS = {"cpu": "CPU (default): 128² patches at the data's spacing, width 8, "
+                         "1000 it.",
+                  "paper": "paper (WSL4MIS recipe, 256², 60k it.)",
+                  "quick-cpu": "quick (CPU): 128² whole slices, width 8, 600 it."}
 #: How "Accept" turns a (corrected) prediction into an annotation.
 ACCEPT_MODES = {
     "corrected_slices": "Corrected slices → sparse (each slice complete)",

@@ -232,7 +232,7 @@ class TrainPanel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
-        self.set_profile("quick-cpu")
+        self.set_profile("cpu")
         self.method_combo.currentIndexChanged.connect(self._show_method)
         self.model_combo.currentIndexChanged.connect(self._show_parent)
         self.model_combo.currentIndexChanged.connect(self._on_start_model)

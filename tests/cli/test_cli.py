@@ -60,9 +60,10 @@ def test_unknown_command(argv, code):
     assert info.value.code == code
 
 
-#: per-class Dice the demo must reach on its held-out subject (fixed seeds; measured 0.57 /
-#: 0.88 / 0.95 at worst with 40 fine-tuning iterations from the zoo model)
-DEMO_FLOORS = {"RV": 0.45, "MYO": 0.75, "LV": 0.85}
+#: per-class Dice the demo must reach on its held-out subject (fixed seeds; measured 0.83 /
+#: 0.79 / 0.96 at worst with 40 fine-tuning iterations from the zoo's default model,
+#: acdc-cine-effdnet; floors leave room for other CPUs' arithmetic)
+DEMO_FLOORS = {"RV": 0.6, "MYO": 0.7, "LV": 0.85}
 
 
 def test_demo_finds_every_class_on_the_held_out_subject(tmp_path, capsys):

@@ -27,6 +27,7 @@ def _docked(make_napari_viewer, qtbot, executor=None):
 @pytest.mark.parametrize("profile, iterations, size, width, batch", [
     ("paper", 60000, 256, 16, 12),
     ("quick-cpu", 600, 128, 8, 8),
+    ("cpu", 1000, 128, 8, 8),
 ])
 def test_methods_follow_the_project_and_profiles_fill_the_form(make_napari_viewer, tiny_project,
                                                                profile, iterations, size, width,
@@ -48,9 +49,10 @@ def test_methods_follow_the_project_and_profiles_fill_the_form(make_napari_viewe
     assert train.model_combo.currentData().source == "new"
     assert train.start_button.isEnabled() and not train.cancel_button.isEnabled()
     train.set_method("effdnet")  # the quick profile's change is shown and used
-    assert ("use_fadc=False" in train.method_info.text()) == (profile == "quick-cpu")
-    assert train.config().method_options == ({"use_fadc": False} if profile == "quick-cpu"
-                                             else {})
+    cpu = profile in ("quick-cpu", "cpu")
+    assert ("use_fadc=False" in train.method_info.text()) == cpu
+    assert train.config().method_options == ({"use_fadc": False} if cpu else {})
+    assert train.config().preprocessing == ("spacing" if profile == "cpu" else "resize")
 
 
 def test_cancel_mid_run_then_resume(make_napari_viewer, tiny_project, qtbot, screenshot_dir):
