@@ -21,8 +21,9 @@ def register(subparsers) -> None:
                     "runs; Ctrl-C cancels gracefully (a checkpoint is kept; --resume goes on).")
     train.add_argument("project", type=Path)
     train.add_argument("--method", help="pce, full, effdnet, refineseg, disambig, mixed (every "
-                       "kind at once; suggested when the project holds several); not needed "
-                       "with --resume: the run's recorded method and options are used)")
+                       "kind at once); default: the method that learns from every annotation "
+                       "kind in the project (mixed when it holds several); with --resume the "
+                       "run's recorded method and options are used")
     train.add_argument("--profile", default=None,
                        help="cpu (the default without a CUDA GPU), paper (the default with "
                             "one), or quick-cpu")
@@ -198,8 +199,14 @@ def run_train(args: argparse.Namespace) -> int:
             check_model_output(args.out, force=args.force, protected=protected)
         else:
             if not args.method:
-                raise OptionError("--method is required (or --resume [RUN] to go on with a "
-                                  f"run){_suggest_method(project)}")
+                from ..training.sources import default_method
+
+                args.method = default_method({a.kind for a in project.annotations()})
+                if not args.method:
+                    raise OptionError("--method is required: the project holds no "
+                                      "annotations to choose one from (or --resume [RUN])")
+                print(f"method: {args.method} (learns from every annotation kind in the "
+                      "project; --method overrides)", file=sys.stderr)
             overrides = {k: v for k, v in {
                 "iterations": args.iterations, "batch_size": args.batch_size,
                 "size": args.size, "base_width": args.width, "lr": args.lr,
@@ -244,14 +251,6 @@ def run_train(args: argparse.Namespace) -> int:
     _copy_model(outcome.model_path, args.out)
     print(f"model folder: {args.out} (registered in the project as {outcome.model_name})")
     return 0
-
-
-def _suggest_method(project) -> str:
-    """"; for this project: M" from the kinds it holds (empty when it holds none)."""
-    from ..training.sources import default_method
-
-    method = default_method({a.kind for a in project.annotations()})
-    return f"; for this project: --method {method}" if method else ""
 
 
 def _warn_unused(project, method: str, ground_truth: bool) -> None:

@@ -297,3 +297,13 @@ def test_bad_init_model_is_refused_before_the_worker_starts(workspace, tmp_path,
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_without_method_train_uses_the_one_that_learns_every_kind(workspace, tmp_path, capsys):
+    code = main(["train", str(workspace / "project"), "--profile", "quick-cpu", "--iterations",
+                 "1", "--size", "32", "--width", "4", "--batch-size", "2", "--out",
+                 str(tmp_path / "auto")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "method: effdnet" in captured.err  # the project holds scribbles only
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["method"] == "effdnet"

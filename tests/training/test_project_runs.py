@@ -161,7 +161,10 @@ def test_cli_resume_needs_no_method_and_explains_in_one_line(project, tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and "--method" not in err  # old code: argparse demanded --method
     assert "nope: no such run folder" in err and len(err.strip().splitlines()) == 1
-    code = main(["train", str(project.root), "--out", str(tmp_path / "model")])
+    from napari_weakseg.store import Project
+
+    Project.create(tmp_path / "empty").close()
+    code = main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "model")])
     assert code == 1 and "--method is required" in capsys.readouterr().err
 
 
