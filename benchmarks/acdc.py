@@ -105,6 +105,9 @@ def main(argv=None) -> int:
     parser.add_argument("--acdc", type=Path, default=DEFAULT_ACDC)
     parser.add_argument("--out", type=Path, help="run folder to keep (model in OUT/model)")
     parser.add_argument("--limit", type=int, help="use only the first N training volumes")
+    parser.add_argument("--init", type=Path, metavar="MODEL",
+                        help="fine-tune from this model folder (e.g. models/acdc-cine-effdnet); "
+                             "size, width and pre-/post-processing come from it")
     parser.add_argument("--flip-tta", action="store_true")
     parser.add_argument("--largest-component", action="store_true",
                         help="also report scores after keeping each class's largest 3D component")
@@ -146,11 +149,16 @@ def main(argv=None) -> int:
                                    "sampling": args.sampling, "seed": args.seed,
                                    "preprocessing": args.preprocessing,
                                    "target_spacing": args.target_spacing,
-                                   "intensity_augmentation": args.intensity_augmentation
+                                   "intensity_augmentation": args.intensity_augmentation,
+                                   "init_model": str(args.init) if args.init else None,
                                    }.items()
                  if v is not None}
     config = profile(args.profile, method=args.method, device=args.device,
                      method_options=options, **overrides)
+    if args.init:
+        from napari_weakseg.training.trainer import inherit_from_parent
+
+        config = inherit_from_parent(config)
     t0 = time.time()
     supervision = args.supervision or SUPERVISION.get(args.method, "scribble")
     if args.evaluate:

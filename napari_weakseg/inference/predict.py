@@ -59,7 +59,7 @@ def predict_volume(net, image: np.ndarray, size: int | tuple[int, int], *, devic
     net.eval()
     labels = np.zeros((nz, h, w), np.int64)
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, nz, batch_slices):
                 block = volume[start:start + batch_slices]
                 x = np.stack([resize_slice(s, size, 0) for s in block])
@@ -86,7 +86,7 @@ def predict_with(net, image: np.ndarray, preprocessing, *, spacing=None, device=
     net.eval()
     chunks = []
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, nz, batch_slices):
                 block = volume[start:start + batch_slices]
                 probs = preprocessing.forward_probabilities(

@@ -55,10 +55,23 @@ class OptimizerSpec:
 
 @dataclass
 class LossOutput:
-    """``total`` is the scalar to back-propagate; ``terms`` are detached floats for logs."""
+    """``total`` is the scalar to back-propagate; ``terms`` are detached scalars for logs —
+    0-d tensors left on the device, so that a training step never waits for the GPU to
+    read them; :meth:`scalar_terms` converts them (the trainer does so only when it sends
+    a progress event)."""
 
     total: Any
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, Any] = field(default_factory=dict)
+
+    def scalar_terms(self) -> dict[str, float]:
+        """``terms`` as Python floats (a device sync on a GPU)."""
+        return {key: float(value) for key, value in self.terms.items()}
+
+
+def detach_terms(terms: dict[str, Any]) -> dict[str, Any]:
+    """``terms`` with every tensor detached from the graph (floats pass through)."""
+    return {key: value.detach() if hasattr(value, "detach") else value
+            for key, value in terms.items()}
 
 
 class Method:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import LossOutput, Method, OptimizerSpec
+from .base import LossOutput, Method, OptimizerSpec, detach_terms
 
 __all__ = [
     "SelfDisambiguation", "categories_to_mask", "annotated_sets", "merged_classes",
@@ -325,5 +325,5 @@ class SelfDisambiguation(Method):
             probs, target, annotated, valid=batch.get("valid"), gamma=self.gamma,
             eps=self.eps, smooth=self.smooth, unlabelled_weight=self.unlabelled_weight,
             entropy_weight=self.entropy_weight)
-        terms = {k: float(out[k].detach()) for k in ("focal_ce", "dice", "entropy_reg")}
+        terms = detach_terms({k: out[k] for k in ("focal_ce", "dice", "entropy_reg")})
         return LossOutput(total=out["total"], terms=terms)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..runtime import mix_seed
-from .base import LossOutput, Method, OptimizerSpec
+from .base import LossOutput, Method, OptimizerSpec, detach_terms
 from .pce import IGNORE, known_labels, partial_cross_entropy
 
 __all__ = ["EFFDNet", "effdnet_objective", "ema_alpha", "ema_update", "fadc",
@@ -379,4 +379,4 @@ class EFFDNet(Method):
                                          lam=opts["lam"], delta=opts["delta"],
                                          k=opts["fbsl_k"], tau=opts["tau"],
                                          use_fbsl=opts["use_fbsl"])
-        return LossOutput(total=total, terms={k: float(v.detach()) for k, v in terms.items()})
+        return LossOutput(total=total, terms=detach_terms(terms))

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import LossOutput, Method, OptimizerSpec
+from .base import LossOutput, Method, OptimizerSpec, detach_terms
 from .pce import IGNORE, known_labels, partial_cross_entropy
 
 DICE_SMOOTH = 1e-5
@@ -59,5 +59,4 @@ class FullSupervision(Method):
         ce = partial_cross_entropy(logits, labels)
         dice = soft_dice_loss(torch.softmax(logits.float(), dim=1), labels)
         total = self.options["ce_weight"] * ce + self.options["dice_weight"] * dice
-        return LossOutput(total=total, terms={"ce": float(ce.detach()),
-                                              "dice": float(dice.detach())})
+        return LossOutput(total=total, terms=detach_terms({"ce": ce, "dice": dice}))

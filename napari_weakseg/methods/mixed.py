@@ -68,7 +68,7 @@ from typing import Any
 import torch
 
 from ..weak.targets import KIND_BITS
-from .base import ANNOTATION_KINDS, LossOutput, Method, OptimizerSpec
+from .base import ANNOTATION_KINDS, LossOutput, Method, OptimizerSpec, detach_terms
 from .disambig import SelfDisambiguation, annotated_sets, self_disambiguation_loss
 from .effdnet import EFFDNet, effdnet_objective
 from .full import soft_dice_loss
@@ -164,7 +164,7 @@ class Mixed(Method):
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, features = net(batch["image"])
         total, terms = self.objective(logits, features, batch)
-        return LossOutput(total=total, terms={k: float(v.detach()) for k, v in terms.items()})
+        return LossOutput(total=total, terms=detach_terms(terms))
 
     def objective(self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any],
                   pseudo_label: torch.Tensor | None = None

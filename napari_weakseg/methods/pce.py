@@ -72,4 +72,4 @@ class PartialCrossEntropy(Method):
         logits, _ = net(batch["image"])
         labels = known_labels(batch, bool(self.options["use_coarse_pos"]))
         total = partial_cross_entropy(logits, labels)
-        return LossOutput(total=total, terms={"pce": float(total.detach())})
+        return LossOutput(total=total, terms={"pce": total.detach()})

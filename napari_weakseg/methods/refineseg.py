@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import LossOutput, Method, OptimizerSpec
+from .base import LossOutput, Method, OptimizerSpec, detach_terms
 
 __all__ = [
     "RefineSeg", "AnnotationHead", "ComplementaryTransition", "RefineSegModules",
@@ -337,7 +337,7 @@ class RefineSeg(Method):
         logits, features = net(batch["image"])
         total, terms = self.coarse_terms(logits, features, batch)
         return LossOutput(total=total,
-                          terms={k: float(v.detach()) for k, v in terms.items()})
+                          terms=detach_terms(terms))
 
     def coarse_terms(self, logits, features, batch: dict[str, Any]
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

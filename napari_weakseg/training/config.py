@@ -55,6 +55,9 @@ class TrainConfig:
     #: ``RUN_DIR/model_preview`` (a model folder) and a ``preview`` event is emitted, so a
     #: viewer can show what the model predicts while it trains (``None`` = no previews)
     preview_every_s: float | None = None
+    #: prepare the next batch in a background thread while the current step runs
+    #: (``training.loop.BatchPrefetcher``; the batches are the same either way)
+    prefetch: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,6 +30,7 @@ Deliberate difference: slices are resized to the training size *before* augmenta
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +90,85 @@ def _slice_targets(volume: TrainingVolume, z: int,
     return out
 
 
+@dataclass(frozen=True)
+class FillSpec:
+    """What every sample of a dataset carries (:func:`fill_missing`): its target ``keys``,
+    the largest coarse channel counts ``p_max``/``q_max`` and ``num_classes``."""
+
+    keys: frozenset
+    p_max: int = 0
+    q_max: int = 0
+    num_classes: int = 0
+    #: every sample already carries every key with the same channel counts (nothing to do)
+    uniform: bool = True
+
+
+def fill_spec_of_samples(slices: list[dict[str, np.ndarray]]) -> FillSpec:
+    keys = frozenset().union(*(s.keys() for s in slices))
+    counts = {k: {s[k].shape[0] for s in slices if k in s} for k in ("coarse_pos", "coarse_neg")}
+    num_classes = next((s["annotated"].shape[0] for s in slices if "annotated" in s), None)
+    if num_classes is None:
+        num_classes = next((s["coarse_neg"].shape[1] for s in slices if "coarse_neg" in s), 0)
+    return FillSpec(keys, max(counts["coarse_pos"], default=0),
+                    max(counts["coarse_neg"], default=0), num_classes,
+                    all(set(s) == keys for s in slices)
+                    and all(len(c) <= 1 for c in counts.values()))
+
+
+def fill_spec_of_volumes(volumes: list[TrainingVolume], kind_masks: bool) -> FillSpec:
+    """The :class:`FillSpec` the prepared slices of ``volumes`` (those with supervised
+    slices) will have, from the targets' keys and shapes alone (nothing is prepared)."""
+    key_sets, counts = [], {"coarse_pos": set(), "coarse_neg": set()}
+    num_classes = None
+    for volume in volumes:
+        t = volume.targets
+        keys = {"image"} | ({"labels", "valid", "annotated", "coarse_pos", "coarse_neg"}
+                            & set(t))
+        if kind_masks:
+            keys.add("kind")
+        key_sets.append(keys)
+        for key in counts:
+            if key in t:
+                counts[key].add(int(t[key].shape[0]))
+        if num_classes is None and "annotated" in t:
+            num_classes = int(t["annotated"].shape[1])
+    if num_classes is None:
+        num_classes = next((int(v.targets["coarse_neg"].shape[1]) for v in volumes
+                            if "coarse_neg" in v.targets), 0)
+    keys = frozenset().union(*key_sets) if key_sets else frozenset({"image"})
+    return FillSpec(keys, max(counts["coarse_pos"], default=0),
+                    max(counts["coarse_neg"], default=0), num_classes,
+                    all(k == keys for k in key_sets)
+                    and all(len(c) <= 1 for c in counts.values()))
+
+
+def fill_missing(sample: dict[str, np.ndarray], spec: FillSpec) -> dict[str, np.ndarray]:
+    """Give one sample every key of ``spec`` (in place; returned): a missing key gets its "no
+    supervision" fill (:data:`TARGET_FILL`; ``annotated`` all False) and
+    ``coarse_pos``/``coarse_neg`` are padded with empty channels up to ``p_max``/``q_max``."""
+    if spec.uniform:
+        return sample
+    keys, hw, num_classes = spec.keys, sample["image"].shape[-2:], spec.num_classes
+    if "labels" in keys and "labels" not in sample:
+        sample["labels"] = np.full(hw, -1, np.int64)
+    if "valid" in keys and "valid" not in sample:
+        sample["valid"] = np.zeros(hw, bool)
+    if "annotated" in keys and "annotated" not in sample:
+        sample["annotated"] = np.zeros(num_classes, bool)
+    if "kind" in keys and "kind" not in sample:
+        sample["kind"] = np.zeros(hw, np.uint8)
+    if "coarse_pos" in keys:
+        have = sample["coarse_pos"] if "coarse_pos" in sample else np.zeros((0,) + hw, np.int64)
+        pad = np.full((spec.p_max - have.shape[0],) + hw, -1, np.int64)
+        sample["coarse_pos"] = np.concatenate([have, pad]) if len(pad) else have
+    if "coarse_neg" in keys:
+        have = sample["coarse_neg"] if "coarse_neg" in sample else \
+            np.zeros((0, num_classes) + hw, bool)
+        pad = np.zeros((spec.q_max - have.shape[0], num_classes) + hw, bool)
+        sample["coarse_neg"] = np.concatenate([have, pad]) if len(pad) else have
+    return sample
+
+
 def _fill_missing_targets(slices: list[dict[str, np.ndarray]]) -> None:
     """Make every sample carry the same keys and coarse channel counts (in place).
 
@@ -97,34 +177,9 @@ def _fill_missing_targets(slices: list[dict[str, np.ndarray]]) -> None:
     fill (:data:`TARGET_FILL`; ``annotated`` all False), and ``coarse_pos``/``coarse_neg``
     are padded with empty channels up to the largest P / Q. Samples that already agree are
     left untouched (so single-kind batches are unchanged)."""
-    keys = set().union(*(s.keys() for s in slices))
-    counts = {k: {s[k].shape[0] for s in slices if k in s} for k in ("coarse_pos", "coarse_neg")}
-    if all(set(s) == keys for s in slices) and all(len(c) <= 1 for c in counts.values()):
-        return
-    num_classes = next((s["annotated"].shape[0] for s in slices if "annotated" in s), None)
-    if num_classes is None:
-        num_classes = next((s["coarse_neg"].shape[1] for s in slices if "coarse_neg" in s), 0)
-    p_max = max(counts["coarse_pos"], default=0)
-    q_max = max(counts["coarse_neg"], default=0)
+    spec = fill_spec_of_samples(slices)
     for s in slices:
-        hw = s["image"].shape[-2:]
-        if "labels" in keys and "labels" not in s:
-            s["labels"] = np.full(hw, -1, np.int64)
-        if "valid" in keys and "valid" not in s:
-            s["valid"] = np.zeros(hw, bool)
-        if "annotated" in keys and "annotated" not in s:
-            s["annotated"] = np.zeros(num_classes, bool)
-        if "kind" in keys and "kind" not in s:
-            s["kind"] = np.zeros(hw, np.uint8)
-        if "coarse_pos" in keys:
-            have = s["coarse_pos"] if "coarse_pos" in s else np.zeros((0,) + hw, np.int64)
-            pad = np.full((p_max - have.shape[0],) + hw, -1, np.int64)
-            s["coarse_pos"] = np.concatenate([have, pad]) if len(pad) else have
-        if "coarse_neg" in keys:
-            have = s["coarse_neg"] if "coarse_neg" in s else \
-                np.zeros((0, num_classes) + hw, bool)
-            pad = np.zeros((q_max - have.shape[0], num_classes) + hw, bool)
-            s["coarse_neg"] = np.concatenate([have, pad]) if len(pad) else have
+        fill_missing(s, spec)
 
 
 def augment(sample: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -216,7 +271,8 @@ class SliceDataset:
     def __init__(self, volumes: list[TrainingVolume], size: int | tuple[int, int], seed: int = 0,
                  augment_data: bool = True, rank: int = 0, sampling: str = "slices",
                  pipeline: Preprocessing | None = None,
-                 intensity_augmentation: bool = False, kind_masks: bool = False):
+                 intensity_augmentation: bool = False, kind_masks: bool = False,
+                 cache_bytes: int | None = None):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         #: how a slice becomes a training patch (``resize`` to ``size`` by default)
         self.pipeline = pipeline or Preprocessing("resize", size=self.size)
@@ -231,7 +287,6 @@ class SliceDataset:
         #: random position each time (the network sees background all over the field of
         #: view, not only around the image centre)
         self.random_patches = self.pipeline.name == "spacing"
-        self.slices: list[dict[str, np.ndarray]] = []
         self.index: list[tuple[str, int]] = []
         self.sampling = sampling
         # per volume: its slices' positions in self.slices and their foreground voxel counts
@@ -243,9 +298,11 @@ class SliceDataset:
         #: term groups of each slice (``kinds`` sampling)
         self.slice_groups: list[tuple[str, ...]] = []
         entries = []
+        #: (volume, z) of each supervised slice, in draw order
+        self._sources: list[tuple[TrainingVolume, int]] = []
         for volume in volumes:
             zs = volume.supervised_slices()
-            first = len(self.slices)
+            first = len(self._sources)
             if self.kind_masks and "kind" not in volume.targets:
                 from ..weak.targets import infer_kind_mask
 
@@ -254,30 +311,24 @@ class SliceDataset:
                                          "kind": infer_kind_mask(volume.targets)},
                                         volume.reference, volume.spacing, volume.tags)
             for z in zs:
-                image = self.pipeline.training_slice(volume.image[z], volume.spacing, 1, 0.0,
-                                                     crop=not self.random_patches)
-                sample = {"image": image.astype(np.float32)}
-                sample.update(_slice_targets(volume, z, self.pipeline))
-                if not kind_masks:
-                    sample.pop("kind", None)  # single-kind methods: batches as before
                 if self.kind_masks:
                     from ..weak.targets import kind_groups
 
                     self.slice_groups.append(kind_groups(volume.targets["kind"][z]))
-                self.slices.append(sample)
+                self._sources.append((volume, z))
                 self.index.append((volume.name, z))
             if not zs:
                 continue
-            labels = volume.targets["labels"][zs].reshape(len(zs), -1)
+            labels = np.asarray(volume.targets["labels"][zs]).reshape(len(zs), -1)
             counts = np.stack([(labels == c).sum(1) for c in range(int(labels.max()) + 2)], 1) \
                 if labels.size and labels.max() >= 0 else np.zeros((len(zs), 1), int)
-            self._volume_slices[volume.name] = np.arange(first, len(self.slices))
+            self._volume_slices[volume.name] = np.arange(first, len(self._sources))
             self._class_counts[volume.name] = counts
             classes = [c for c in range(1, counts.shape[1]) if counts[:, c].any()]
             entries.append((volume.name, volume.tags, classes))
         self._sampler = None
         self._kind_sampler = None
-        if not self.slices:
+        if not self._sources:
             raise InputError("no annotated slices to train on: every volume lacks annotations "
                              "of the kinds this method learns from")
         if sampling == "kinds":
@@ -288,11 +339,50 @@ class SliceDataset:
             from .sampling import VolumeSampler
 
             self._sampler = VolumeSampler(entries, sampling, seed=seed)
-        _fill_missing_targets(self.slices)
-        self.keys = sorted(self.slices[0])
+        self._spec = fill_spec_of_volumes([v for v, _ in self._sources], kind_masks)
+        self._keep_kind = kind_masks
+        first_sample = self._prepare(0)
+        self.keys = sorted(first_sample)
+        per_slice = sum(v.nbytes for v in first_sample.values())
+        budget = cache_bytes if cache_bytes is not None else default_cache_bytes()
+        #: every prepared slice kept in memory (the cohort fits ``cache_bytes``), else a
+        #: bounded least-recently-used cache: memory stays flat in the number of volumes
+        self.lazy = per_slice * len(self._sources) > budget
+        if self.lazy:
+            self._cache: OrderedDict[int, dict] = OrderedDict({0: first_sample})
+            self._cache_slots = max(32, budget // max(per_slice, 1))
+            self.slices = _LazySlices(self)
+        else:
+            self.slices = [first_sample] + [self._prepare(i)
+                                            for i in range(1, len(self._sources))]
+
+    def _prepare(self, i: int) -> dict[str, np.ndarray]:
+        """Slice ``i`` at the training size with every key of the dataset (uncached)."""
+        volume, z = self._sources[i]
+        image = self.pipeline.training_slice(np.asarray(volume.image[z]), volume.spacing, 1,
+                                             0.0, crop=not self.random_patches)
+        sample = {"image": image.astype(np.float32)}
+        sample.update(_slice_targets(volume, z, self.pipeline))
+        if not self._keep_kind:
+            sample.pop("kind", None)  # single-kind methods: batches as before
+        return fill_missing(sample, self._spec)
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        """Prepared slice ``i`` (not to be modified: copy first)."""
+        if not self.lazy:
+            return self.slices[i]
+        cached = self._cache.get(i)
+        if cached is not None:
+            self._cache.move_to_end(i)
+            return cached
+        prepared = self._prepare(i)
+        self._cache[i] = prepared
+        if len(self._cache) > self._cache_slots:
+            self._cache.popitem(last=False)
+        return prepared
 
     def __len__(self) -> int:
-        return len(self.slices)
+        return len(self._sources)
 
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Positions in ``self.slices``: uniform over slices, kind → slice, or volume →
@@ -300,7 +390,7 @@ class SliceDataset:
         if self._kind_sampler is not None:
             return np.asarray([self._kind_sampler.draw(rng) for _ in range(n)])
         if self._sampler is None:
-            return rng.integers(0, len(self.slices), size=n)
+            return rng.integers(0, len(self._sources), size=n)
         self._sampler.rng = rng  # the draws of an iteration depend on (seed, t, rank) only
         picks = []
         for _ in range(n):
@@ -317,10 +407,11 @@ class SliceDataset:
         picks = self._draw(rng, batch_size)
         samples = []
         for i in picks:
+            prepared = self.sample(int(i))
             if self.random_patches:
-                sample = random_patch(self.slices[int(i)], self.size, rng)
+                sample = random_patch(prepared, self.size, rng)
             else:
-                sample = {k: v.copy() for k, v in self.slices[int(i)].items()}
+                sample = {k: v.copy() for k, v in prepared.items()}
             sample = augment(sample, rng) if self.augment_data else sample
             if self.intensity_augmentation:
                 sample["image"] = intensity_augment(sample["image"], rng)
@@ -328,6 +419,57 @@ class SliceDataset:
         out = {k: np.stack([s[k] for s in samples]) for k in self.keys}
         out["image"] = out["image"][:, None]
         return out
+
+
+def memory_mapped(volume: TrainingVolume, folder) -> TrainingVolume:
+    """``volume`` with its image, targets and reference written to ``folder`` (created; one
+    ``.npy`` per array, each written atomically) and read back memory-mapped (read-only): a
+    cohort larger than memory trains from the page cache. ``folder`` must be one the caller
+    owns (a run's cache folder)."""
+    from pathlib import Path
+
+    from ..io.atomic import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def spill(name: str, array: np.ndarray) -> np.ndarray:
+        path = folder / f"{name}.npy"
+        with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    targets = {key: spill(f"target_{key}", value) for key, value in volume.targets.items()}
+    reference = None if volume.reference is None else spill("reference", volume.reference)
+    return TrainingVolume(volume.name, spill("image", volume.image), targets, reference,
+                          volume.spacing, volume.tags)
+
+
+class _LazySlices:
+    """``dataset.slices`` of a lazy dataset: indexable, prepared on demand."""
+
+    def __init__(self, dataset: SliceDataset):
+        self._dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self._dataset.sample(int(i))
+
+    def __iter__(self):
+        return (self._dataset.sample(i) for i in range(len(self._dataset)))
+
+
+def default_cache_bytes() -> int:
+    """Memory for prepared training slices before a dataset turns lazy: the
+    ``WEAKSEG_SLICE_CACHE_MB`` environment variable (MiB), default 2048."""
+    import os
+
+    try:
+        return int(float(os.environ.get("WEAKSEG_SLICE_CACHE_MB", "2048")) * 2 ** 20)
+    except ValueError:
+        raise OptionError("WEAKSEG_SLICE_CACHE_MB must be a number of MiB") from None
 
 
 def to_tensors(batch: dict[str, np.ndarray], device) -> dict:

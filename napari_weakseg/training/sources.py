@@ -231,7 +231,7 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
               normalisation: str | None = None, inner_val: int = 0,
               inner_seed: int = 0) -> TrainingData:
     """ACDC train split for training, val split for validation (``limit``/``val_limit`` keep
-    the first N volumes). ``supervision``: ``scribble`` (the real manual scribbles), ``dense``
+    the first N volumes; ``limit`` counts after the inner-validation patients left). ``supervision``: ``scribble`` (the real manual scribbles), ``dense``
     (the ground truth), or weak labels simulated from it (:func:`simulated_acdc_targets`).
 
     ``inner_val`` > 0: honest validation — that many *patients* of the train split (both
@@ -286,13 +286,13 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
 
     # one index per patient, so both frames of a patient come from the same source
     patients = sorted({c.split("_")[0] for c in splits["train"]})
-    train_cases = splits["train"][:limit]
+    train_cases = list(splits["train"])
     if supervision == "multisource-partial":  # the partial sources alone (no sparse source)
         train_cases = [c for c in train_cases if patients.index(c.split("_")[0]) % 3 != 2]
     if inner_val:
         held = set(inner_val_patients(patients, inner_val, inner_seed))
         inner = [c for c in splits["train"] if c.split("_")[0] in held]
-        train_cases = [c for c in train_cases if c.split("_")[0] not in held]
+        train_cases = [c for c in train_cases if c.split("_")[0] not in held][:limit]
         train = [load(c, True, patients.index(c.split("_")[0])) for c in train_cases]
         val = [load(c, False) for c in inner]
         report = [load(c, False) for c in splits["val"][:val_limit]]
@@ -304,7 +304,7 @@ def acdc_data(root: str = "../shared/data/acdc", supervision: str = "scribble",
                             f"validation ({len(val)} volumes of the train split); reported on "
                             f"the ACDC val split ({len(report)} volumes)",
                             LabelSchema.cardiac().rules(), report)
-    train = [load(c, True, patients.index(c.split("_")[0])) for c in train_cases]
+    train = [load(c, True, patients.index(c.split("_")[0])) for c in train_cases[:limit]]
     val = [load(c, False) for c in splits["val"][:val_limit]]
     return TrainingData(train, val, names,
                         f"ACDC train split ({len(train)} volumes, "

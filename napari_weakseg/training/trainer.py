@@ -13,7 +13,6 @@ nccl on CUDA) and only rank 0 validates, saves and reports.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -34,6 +33,7 @@ from ..runtime import dist_rank, dist_world_size, mix_seed
 from .config import TrainConfig
 from .data import SliceDataset, TrainingVolume, to_tensors
 from .events import Checkpoint, Event, Finished, Preview, Progress, Started, Validation
+from .loop import BatchPrefetcher, DeferredFiniteCheck
 
 LAST_CHECKPOINT = "checkpoints/last.pt"
 #: The model folder a run with ``preview_every_s`` rewrites with its current weights.
@@ -246,65 +246,80 @@ class Trainer:
                           val_volumes=len(self.val_volumes)))
         best_dir = self.run_dir / "model"
         last_dir = self.run_dir / "model_last"
+        prefetch = BatchPrefetcher(dataset, cfg.batch_size, start, cfg.iterations,
+                                   enabled=cfg.prefetch)
+        finite = DeferredFiniteCheck()
         timer_start, timer_iters = time.time(), 0
         last_emit = 0.0
         last_preview = time.time()
         iteration = start
         status = "completed"
-        for iteration in range(start, cfg.iterations):
-            if self.cancel.is_set():
-                status = "cancelled"
-                break
-            if cfg.max_seconds is not None and time.time() - started > cfg.max_seconds:
-                status = "budget"
-                break
-            progress = schedule_progress(iteration, cfg.iterations, time.time() - started,
-                                         cfg.max_seconds)
-            lr = poly_lr(base_lr, progress, method.optimizer.poly_power)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = to_tensors(dataset.batch(iteration, cfg.batch_size), device)
-            torch.manual_seed(mix_seed(cfg.seed, iteration * 7919 + self.rank))
-            np_state = np.random.default_rng([cfg.seed, iteration, self.rank, 1])
-            batch["rng"] = np_state
-            net.train()
-            for m in extras.values():
-                m.train()
-            with torch.autocast(device.type, enabled=use_amp):
-                out = method.loss(model_for_step, batch, iteration)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.total).backward()
-            if distributed and extras:
-                self._all_reduce_extras(extras)
-            scaler.step(optimizer)
-            scaler.update()
-            method.after_step(net, iteration)
-            done = iteration + 1
-            timer_iters += 1
-            now = time.time()
-            if not math.isfinite(float(out.total.detach())):
-                raise FloatingPointError(f"loss became {float(out.total)} at iteration {done}")
-            if now - last_emit > 0.25 or done == cfg.iterations:
-                rate = timer_iters / max(now - timer_start, 1e-9)
-                eta = (cfg.iterations - done) / max(rate, 1e-9)
-                if cfg.max_seconds:
-                    eta = min(eta, max(cfg.max_seconds - (now - started), 0.0))
-                self.emit(Progress(iteration=done, iterations=cfg.iterations,
-                                   losses={"total": float(out.total.detach()), **out.terms},
-                                   lr=lr, it_per_s=rate,
-                                   eta_s=eta))
-                last_emit = now
-            if self.rank == 0 and (done % cfg.val_every == 0 or done == cfg.iterations):
-                best = self._validate_and_keep_best(net, device, done, best, history,
-                                                    net_config, started)
-            if self.rank == 0 and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
-                self._save_checkpoint(done, net, method, extras, optimizer, best, history)
-            if self.rank == 0 and cfg.preview_every_s and done < cfg.iterations and \
-                    time.time() - last_preview >= cfg.preview_every_s:
-                self._save_preview(net, net_config, done, started, history, best)
-                last_preview = time.time()
-        else:
-            iteration = cfg.iterations
+        try:
+            for iteration in range(start, cfg.iterations):
+                if self.cancel.is_set():
+                    status = "cancelled"
+                    break
+                if cfg.max_seconds is not None and time.time() - started > cfg.max_seconds:
+                    status = "budget"
+                    break
+                progress = schedule_progress(iteration, cfg.iterations, time.time() - started,
+                                             cfg.max_seconds)
+                lr = poly_lr(base_lr, progress, method.optimizer.poly_power)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = to_tensors(prefetch.take(iteration), device)
+                torch.manual_seed(mix_seed(cfg.seed, iteration * 7919 + self.rank))
+                np_state = np.random.default_rng([cfg.seed, iteration, self.rank, 1])
+                batch["rng"] = np_state
+                net.train()
+                for m in extras.values():
+                    m.train()
+                with torch.autocast(device.type, enabled=use_amp):
+                    out = method.loss(model_for_step, batch, iteration)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(out.total).backward()
+                if distributed and extras:
+                    self._all_reduce_extras(extras)
+                scaler.step(optimizer)
+                scaler.update()
+                method.after_step(net, iteration)
+                done = iteration + 1
+                timer_iters += 1
+                now = time.time()
+                # no host sync per step: non-finite losses are collected on the device and
+                # checked (one sync) whenever the loop reports, validates or saves
+                finite.check_later(out.total, done)
+                validate_now = self.rank == 0 and (done % cfg.val_every == 0 or
+                                                   done == cfg.iterations)
+                save_now = self.rank == 0 and done % cfg.checkpoint_every == 0 and \
+                    done < cfg.iterations
+                if now - last_emit > 0.25 or done == cfg.iterations or validate_now or save_now:
+                    finite.raise_if_not_finite()
+                if now - last_emit > 0.25 or done == cfg.iterations:
+                    rate = timer_iters / max(now - timer_start, 1e-9)
+                    eta = (cfg.iterations - done) / max(rate, 1e-9)
+                    if cfg.max_seconds:
+                        eta = min(eta, max(cfg.max_seconds - (now - started), 0.0))
+                    self.emit(Progress(iteration=done, iterations=cfg.iterations,
+                                       losses={"total": float(out.total.detach()),
+                                               **out.scalar_terms()},
+                                       lr=lr, it_per_s=rate,
+                                       eta_s=eta))
+                    last_emit = now
+                if validate_now:
+                    best = self._validate_and_keep_best(net, device, done, best, history,
+                                                        net_config, started)
+                if save_now:
+                    self._save_checkpoint(done, net, method, extras, optimizer, best, history)
+                if self.rank == 0 and cfg.preview_every_s and done < cfg.iterations and \
+                        time.time() - last_preview >= cfg.preview_every_s:
+                    self._save_preview(net, net_config, done, started, history, best)
+                    last_preview = time.time()
+            else:
+                iteration = cfg.iterations
+        finally:
+            prefetch.close()
+        finite.raise_if_not_finite()
         final_iteration = cfg.iterations if status == "completed" else iteration
         if status == "budget" and self.rank == 0 and (not history or
                                                       history[-1]["iteration"] != iteration):

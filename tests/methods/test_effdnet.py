@@ -342,7 +342,7 @@ def test_full_loss_backward_finite(use_fbsl, use_fadc, fadc_box, expected_terms)
     out = method.loss(net, tiny_batch(), step=3)
     assert set(out.terms) == expected_terms
     lam, delta = 0.6, 0.3
-    t = out.terms
+    t = out.scalar_terms()
     recombined = t["pce"] + lam * (t["pseudo_ce"] + delta * t.get("fbsl", 0.0)) \
         + t.get("pce_aug", 0.0) + lam * t.get("pseudo_ce_aug", 0.0)
     assert out.total.item() == pytest.approx(recombined, rel=1e-5)

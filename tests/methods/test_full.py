@@ -65,7 +65,7 @@ def test_loss_is_half_ce_plus_half_dice_and_trains():
     ce = F.cross_entropy(logits, labels, ignore_index=-1)
     dice = soft_dice_loss(torch.softmax(logits, 1), labels)
     assert out.total.item() == pytest.approx((0.5 * (ce + dice)).item(), rel=1e-6)
-    assert out.terms == pytest.approx({"ce": ce.item(), "dice": dice.item()}, rel=1e-6)
+    assert out.scalar_terms() == pytest.approx({"ce": ce.item(), "dice": dice.item()}, rel=1e-6)
     out.total.backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)

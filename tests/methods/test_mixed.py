@@ -168,7 +168,7 @@ def test_mixed_batch_is_the_sum_of_the_single_method_terms(names, effdnet_terms)
     expected, per_group = _expected(names, mixed, net, effdnet_terms)
     assert float(out.total.detach()) == pytest.approx(expected, rel=1e-6, abs=1e-7)
     for group, value in per_group.items():  # each group's term is logged under its name
-        assert out.terms[group] == pytest.approx(value, rel=1e-6, abs=1e-7)
+        assert out.scalar_terms()[group] == pytest.approx(value, rel=1e-6, abs=1e-7)
     assert set(out.terms) & set(KIND_BITS) == set(per_group)
     out.total.backward()
     assert torch.isfinite(net.logits.grad).all()
@@ -180,7 +180,7 @@ def test_weights_scale_each_group():
     net = FixedNet(len(names))
     batch = _stack([_sample(_annotation(n), 1) for n in names])
     torch.manual_seed(0)  # the same annotation heads in both
-    base = _mixed().loss(net, batch, 0).terms
+    base = _mixed().loss(net, batch, 0).scalar_terms()
     weights = {"scribble": 0.5, "coarse": 2.0, "partial": 0.0, "dense": 3.0}
     torch.manual_seed(0)
     out = _mixed(**{f"{g}_weight": w for g, w in weights.items()}).loss(net, batch, 0)
@@ -195,7 +195,7 @@ def test_absent_kinds_contribute_nothing(names):
     out = _mixed().loss(net, batch, 0)
     present = {g for g in KIND_BITS if g in out.terms}
     assert len(present) == 1 and np.isfinite(float(out.total.detach()))
-    assert float(out.total.detach()) == pytest.approx(out.terms[present.pop()], rel=1e-7)
+    assert float(out.total.detach()) == pytest.approx(out.scalar_terms()[present.pop()], rel=1e-7)
 
 
 def test_a_batch_without_any_supervision_is_a_finite_zero():
@@ -214,8 +214,8 @@ def test_partial_term_merges_labels_outside_the_declared_classes():
     """Strokes of undeclared classes on a partial slice do not reach the disambiguation Dice
     (they are trained by the scribble term)."""
     net = FixedNet(1)
-    both = _mixed().loss(net, _stack([_sample(_annotation("scribble+partial"), 1)]), 0).terms
-    alone = _mixed().loss(net, _stack([_sample(_annotation("partial"), 1)]), 0).terms
+    both = _mixed().loss(net, _stack([_sample(_annotation("scribble+partial"), 1)]), 0).scalar_terms()
+    alone = _mixed().loss(net, _stack([_sample(_annotation("partial"), 1)]), 0).scalar_terms()
     assert both["partial"] == pytest.approx(alone["partial"], rel=1e-7)
 
 

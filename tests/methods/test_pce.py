@@ -93,6 +93,6 @@ def test_method_loss_equals_pure_function(use_coarse_pos):
     logits, _ = net(batch["image"])
     expected = partial_cross_entropy(logits, known_labels(batch, use_coarse_pos))
     assert out.total.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert out.terms["pce"] == pytest.approx(expected.item(), rel=1e-6)
+    assert out.scalar_terms()["pce"] == pytest.approx(expected.item(), rel=1e-6)
     out.total.backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -244,7 +244,7 @@ def test_method_total_matches_pure_functions():
     expected += negative_coarse_loss(probs, method.aux.negative[0](feats),
                                      batch["coarse_neg"][:, 0])
     assert_close(out.total, expected)
-    assert_close(out.terms["pos"] + out.terms["neg"] + 0.2 * out.terms["reg"], expected, rtol=1e-4)
+    assert_close(out.scalar_terms()["pos"] + out.scalar_terms()["neg"] + 0.2 * out.scalar_terms()["reg"], expected, rtol=1e-4)
 
 
 @pytest.mark.parametrize("preset, has_heads, neg_zero, reg_zero", [
@@ -260,9 +260,9 @@ def test_ablation_presets(preset, has_heads, neg_zero, reg_zero):
     method = RefineSeg(3, 4, ablation=preset)
     out = method.loss(net, batch, 0)
     assert bool(method.extra_modules()) == has_heads
-    assert (out.terms["neg"] == 0.0) == neg_zero
-    assert (out.terms["reg"] == 0.0) == reg_zero
-    assert_close(out.total, out.terms["pos"] + out.terms["neg"] + 0.2 * out.terms["reg"], rtol=1e-4)
+    assert (out.scalar_terms()["neg"] == 0.0) == neg_zero
+    assert (out.scalar_terms()["reg"] == 0.0) == reg_zero
+    assert_close(out.total, out.scalar_terms()["pos"] + out.scalar_terms()["neg"] + 0.2 * out.scalar_terms()["reg"], rtol=1e-4)
     if not has_heads:  # A = I: exactly the pure terms without transition fields
         logits, _ = net(batch["image"])
         probs = torch.softmax(logits, 1)
@@ -294,4 +294,4 @@ def test_missing_negative_key_is_positive_only():
     net, batch = TinyNet(), _batch(p=1)
     del batch["coarse_neg"]
     out = RefineSeg(3, 4).loss(net, batch, 0)
-    assert out.terms["neg"] == 0.0 and out.terms["pos"] > 0
+    assert out.scalar_terms()["neg"] == 0.0 and out.scalar_terms()["pos"] > 0
