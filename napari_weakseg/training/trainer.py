@@ -239,6 +239,8 @@ class Trainer:
                                intensity_augmentation=cfg.intensity_augmentation,
                                kind_masks=method.kind_masks)
         use_amp = cfg.amp and device.type == "cuda"
+        if device.type == "cuda":  # fixed patch size: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
                           iterations=cfg.iterations, start_iteration=start,
