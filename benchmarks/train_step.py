@@ -59,9 +59,18 @@ def fake_batch(b, size, classes, device, rng):
     }
 
 
-def measure(method_id, size, batch, width, steps, device):
+VARIANTS = ("eager", "channels_last", "compile", "bf16")
+
+
+def measure(method_id, size, batch, width, steps, device, variant="eager"):
+    """Median seconds per loss step and peak memory. ``variant``: ``eager`` (what the
+    trainer runs), ``channels_last`` (network and inputs in NHWC), ``compile``
+    (``torch.compile`` of the network, default inductor backend; compile time excluded by
+    the warm-up step), ``bf16`` (autocast to bfloat16, also on the CPU)."""
     torch.manual_seed(0)
     net = build_network(default_config(base_width=width)).to(device)
+    if variant == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
     method = get_method(method_id)(num_classes=4, feature_channels=width)
     method.setup(net)
     extras = [p for m in method.extra_modules().values() for p in m.to(device).parameters()]
@@ -70,11 +79,17 @@ def measure(method_id, size, batch, width, steps, device):
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    model = torch.compile(net) if variant == "compile" else net
+    autocast = dict(device_type=device.type, enabled=device.type == "cuda" or variant == "bf16")
+    if variant == "bf16":
+        autocast["dtype"] = torch.bfloat16
     for step in range(steps + 1):
         b = fake_batch(batch, size, 4, device, rng)
+        if variant == "channels_last":
+            b["image"] = b["image"].contiguous(memory_format=torch.channels_last)
         start = time.perf_counter()
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            out = method.loss(net, b, step)
+        with torch.autocast(**autocast):
+            out = method.loss(model, b, step)
         opt.zero_grad()
         out.total.backward()
         opt.step()
@@ -97,6 +112,8 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cases", nargs="+", help="only these rows of CASES (by name)")
+    parser.add_argument("--variants", nargs="+", default=["eager"], choices=VARIANTS,
+                        help="also time these execution variants (each a row)")
     parser.add_argument("--vs-baseline", action="store_true")
     parser.add_argument("--volumes", type=int, default=20, help="ACDC train volumes used")
     parser.add_argument("--warmup", type=int, default=2)
@@ -114,15 +131,18 @@ def main(argv=None):
         return vs_baseline(args, device)
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     unit = "peak CUDA GiB" if device.type == "cuda" else "peak RSS GiB (process)"
-    print(f"\n| method | profile | input | batch | width | s/iteration | it/s | {unit} |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| method | profile | variant | input | batch | width | s/iteration | it/s | "
+          f"{unit} |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for method in args.methods:
         for name, size, batch, width in CASES:
             if args.cases and name not in args.cases:
                 continue
-            seconds, peak = measure(method, size, batch, width, args.steps, device)
-            print(f"| {method} | {name} | {size}² | {batch} | {width} | {seconds:.3f} | "
-                  f"{1 / seconds:.2f} | {peak:.2f} |", flush=True)
+            for variant in args.variants:
+                seconds, peak = measure(method, size, batch, width, args.steps, device,
+                                        variant)
+                print(f"| {method} | {name} | {variant} | {size}² | {batch} | {width} | "
+                      f"{seconds:.3f} | {1 / seconds:.2f} | {peak:.2f} |", flush=True)
     return 0
 
 

@@ -3,14 +3,20 @@
 
 Stages, each importing only from the stages before it (and from itself):
 
-    io ← store ← weak ← nets, methods ← training, inference ← evaluation ← faces
+    io ← store ← weak ← nets, methods ← training, datasets, inference ← evaluation ← faces
 
 with the core utilities (errors, schema, pre-/post-processing, zoo, synthetic data, states,
 runtime helpers, layer-metadata keys) importable from everywhere and importing only each
 other and ``io``. Besides the order: ``inference`` never imports ``training`` or the store;
-``nets`` never imports ``methods`` (methods sit on the networks); nothing but the widgets and
-the napari launcher imports Qt or napari; ``io``, the store, the weak labels and the core
-utilities that napari loads at start import torch only inside functions.
+``nets`` never imports ``methods`` (methods sit on the networks); ``datasets`` imports only
+``io``, the weak labels, the core utilities (schema, pre-processing, …) and the volume type of
+``training.data`` (``training.sources`` reads the datasets, not the other way round), and
+``inference`` does not import it; nothing but the widgets and the napari launcher imports Qt
+or napari; ``io``, the store, the weak labels and the core utilities that napari loads at
+start import torch only inside functions.
+
+Size: a module of more than :data:`MAX_LINES` lines says why in its docstring (a line with
+``Size:``), so that a long module is a decision, not an accident.
 
 An arrow that breaks a rule today and is not worth the risk of moving now is listed in
 :data:`ALLOWED` with the reason; the test fails when a listed arrow disappears, so the list
@@ -34,12 +40,18 @@ STAGES = {
     "store": 1,
     "weak": 2,
     "nets": 3, "methods": 3,
-    "training": 4, "inference": 4,
+    "training": 4, "datasets": 4, "inference": 4,
     "evaluation": 5,
     "cli": 6, "widgets": 6, "plugin": 6, "launch": 6, "__main__": 6, "__init__": 6,
 }
 #: (importer part, imported part) pairs forbidden although their ranks would allow them
-FORBIDDEN_SIBLINGS = {("inference", "training"), ("nets", "methods")}
+FORBIDDEN_SIBLINGS = {("inference", "training"), ("inference", "datasets"),
+                      ("nets", "methods")}
+#: what ``datasets`` may import besides itself and the core utilities: parts, and modules
+DATASETS_MAY_IMPORT = {"io", "weak"}
+DATASETS_MAY_IMPORT_MODULES = {"napari_weakseg.training.data"}
+#: a module longer than this says why in its docstring (a line containing "Size:")
+MAX_LINES = 450
 GUI = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy",
        "superqt"}
 GUI_ALLOWED = {"widgets", "launch"}
@@ -53,9 +65,12 @@ ALLOWED = {
     # the CLI/panel instead (issue 19) changes the export's public API: left for later
     ("napari_weakseg.inference.export.cohort", "store"),
     # the store converts the WSL4MIS/our annotation encodings on save/export (issue 19:
-    # convert only at the importers/exporters)
-    ("napari_weakseg.store.project", "weak"),
+    # convert only at the importers/exporters); since the split of store/project.py (issue
+    # 19) the arrow starts at store/annotations.py, store/importers.py (CLASS_KINDS) and
+    # store/exporters.py
+    ("napari_weakseg.store.annotations", "weak"),
     ("napari_weakseg.store.importers", "weak"),
+    ("napari_weakseg.store.exporters", "weak"),
     # the trainer's validation Dice (evaluation.metrics is pure numpy; moving the metrics
     # below training is a separate change)
     ("napari_weakseg.training.trainer", "evaluation"),
@@ -170,6 +185,43 @@ def test_fast_start_modules_import_torch_only_in_functions(forbidden):
            if top and target.split(".")[0] == forbidden
            and _part(module) in NO_TOP_LEVEL_TORCH]
     assert not bad
+
+
+def test_datasets_import_only_io_weak_the_core_and_training_data():
+    bad = [f"{path.relative_to(PACKAGE.parent)}:{line}: {target}"
+           for path, module, target, line, _ in _all_imports()
+           if _part(module) == "datasets" and target.startswith("napari_weakseg.")
+           and _part(target) not in CORE | DATASETS_MAY_IMPORT | {"datasets"}
+           and target not in DATASETS_MAY_IMPORT_MODULES]
+    assert not bad, "datasets may import io, weak, the core utilities and training.data:\n" \
+        + "\n".join(bad)
+
+
+def _size_reason(text: str) -> str | None:
+    """The docstring line that says why a long module is long, or ``None``."""
+    docstring = ast.get_docstring(ast.parse(text)) or ""
+    return next((line for line in docstring.splitlines() if "Size:" in line), None)
+
+
+def test_long_modules_say_why():
+    """No module of the package over :data:`MAX_LINES` lines without a reason at its top
+    (issue 19): split it, or write ``Size: <why>`` in its docstring."""
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "tests" in path.relative_to(PACKAGE).parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > MAX_LINES and _size_reason(text) is None:
+            unexplained.append(f"{path.relative_to(PACKAGE.parent)}: {lines} lines")
+    assert not unexplained, (f"modules over {MAX_LINES} lines without a 'Size:' line in their "
+                             "docstring (split them or say why):\n" + "\n".join(unexplained))
+
+
+def test_the_size_check_reads_docstrings():
+    assert _size_reason('"""Panel.\n\nSize: one Qt panel."""\nx = 1\n') == "Size: one Qt panel."
+    assert _size_reason('"""Panel."""\n# Size: not in the docstring\n') is None
+    assert _size_reason("x = 1\n") is None
 
 
 def test_the_checker_sees_a_forbidden_arrow():

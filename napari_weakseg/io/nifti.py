@@ -4,7 +4,8 @@ These functions are the core I/O API; the napari reader/writer contributions and
 call them. Writes are atomic: the file appears complete under its final name or not at all.
 Reads treat every file as hostile: the size a header claims is checked (zero, over the
 ceiling, beyond the file) before anything that size is allocated, the gzip CRC-32/length
-of a ``.nii.gz`` is verified, and every problem is a :class:`VolumeError` naming the file.
+of a ``.nii.gz`` is verified, and every problem is a :class:`VolumeError` naming the file
+(the header's checks: :mod:`.nifti_header`; the bounded gzip reader: :mod:`.nifti_gzip`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import numpy as np
 from .atomic import atomic_path, fsync_dir, fsync_file  # noqa: F401  (re-exported)
 from .errors import GeometryMismatchError, VolumeError
 from .geometry import VolumeGeometry
+from .nifti_gzip import GZIP_MAGIC, GzipStream, zlib_problem
+from .nifti_header import (MAX_VOLUME_BYTES, MAX_VOLUME_BYTES_ENV, RawHeader,
+                           Refused, check_geometry, check_header, header_layout,
+                           max_volume_bytes, parse_raw_header)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LABEL_NAME_PATTERN = re.compile(r"(_gt|_seg|_label|_labels|_scribble|_scribbles|_mask)(\b|_|\.)",
@@ -62,268 +67,53 @@ def strip_nifti_suffix(name: str) -> str:
 # neither, so a flipped bit would otherwise become a silently wrong intensity) -- and only
 # then lets nibabel interpret the header (extensions, affine, scaling).
 
-MAX_VOLUME_BYTES = 2**31
-"""Default ceiling on the voxel data a header may claim (bytes as stored on disk)."""
-MAX_VOLUME_BYTES_ENV = "WEAKSEG_MAX_VOLUME_BYTES"
-"""Environment variable that overrides :data:`MAX_VOLUME_BYTES` (an integer, in bytes)."""
 
-_READ_CHUNK = 1 << 20  # compressed bytes read from disk at a time
-_INFLATE_CHUNK = 16 << 20  # most decompressed bytes produced by one zlib call
-_GZIP_MAGIC = b"\x1f\x8b"
-
-# NIfTI datatype codes we can hand on as plain numeric arrays, and the ones we refuse by name.
-_SUPPORTED_DATATYPES = {2: "uint8", 4: "int16", 8: "int32", 16: "float32", 64: "float64",
-                        256: "int8", 512: "uint16", 768: "uint32", 1024: "int64",
-                        1280: "uint64"}
-_REFUSED_DATATYPES = {1: "1-bit binary", 32: "complex64", 128: "RGB24", 1536: "float128",
-                      1792: "complex128", 2048: "complex256", 2304: "RGBA32"}
-
-
-def max_volume_bytes(override: int | None = None) -> int:
-    """The ceiling on claimed voxel data: ``override``, else ``$WEAKSEG_MAX_VOLUME_BYTES``,
-    else :data:`MAX_VOLUME_BYTES`."""
-    from ..errors import OptionError
-
-    if override is not None:
-        value, source = override, "max_bytes"
-    else:
-        raw = os.environ.get(MAX_VOLUME_BYTES_ENV, "").strip()
-        if not raw:
-            return MAX_VOLUME_BYTES
-        source = MAX_VOLUME_BYTES_ENV
-        try:
-            value = int(float(raw)) if any(c in raw for c in ".eE") else int(raw)
-        except (ValueError, OverflowError):
-            raise OptionError(f"{MAX_VOLUME_BYTES_ENV}={raw!r} is not a number of bytes") \
-                from None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise OptionError(f"{source}={value!r}: the volume size ceiling must be a positive "
-                          "number of bytes")
-    return int(value)
-
-
-class _Refused(Exception):
-    """Internal: the file is refused with ``problem`` (becomes a VolumeError)."""
-
-    def __init__(self, problem: str):
-        super().__init__(problem)
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class _RawHeader:
-    """What the fixed-size header claims, parsed without trusting it."""
-
-    version: int  # 1 or 2
-    sizeof_hdr: int  # 348 or 540
-    shape: tuple[int, ...]  # NIfTI order (i, j, k[, t, ...])
-    dtype: np.dtype  # with the header's byte order
-    vox_offset: int
-    data_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return self.vox_offset + self.data_bytes
-
-
-def _header_layout(first4: bytes) -> tuple[int, int, str]:
-    """``(version, sizeof_hdr, byte order)`` from the header's first field."""
-    if len(first4) < 4:
-        raise _Refused(f"not a readable NIfTI file (only {len(first4)} bytes)")
-    for order, name in (("<", "little"), (">", "big")):
-        value = int.from_bytes(first4, name)
-        if value == 348:
-            return 1, 348, order
-        if value == 540:
-            return 2, 540, order
-    raise _Refused("not a readable NIfTI file (header size field is "
-                   f"{int.from_bytes(first4, 'little')}, expected 348 or 540)")
-
-
-def _parse_raw_header(block: bytes, version: int, order: str) -> _RawHeader:
-    import nibabel as nib
-
-    template = nib.nifti1.header_dtype if version == 1 else nib.nifti2.header_dtype
-    fields = np.frombuffer(block, dtype=template.newbyteorder(order), count=1)[0]
-    sizeof_hdr = template.itemsize
-    magic = bytes(fields["magic"]).rstrip(b"\0")
-    expected = b"n+1" if version == 1 else b"n+2"
-    if magic != expected:
-        if magic == expected.replace(b"+", b"i"):
-            raise _Refused("is the header of a .hdr/.img pair, not a single-file NIfTI image")
-        raise _Refused(f"not a readable NIfTI file (magic {magic[:8]!r}, expected "
-                       f"{expected!r})")
-    dim = [int(d) for d in fields["dim"]]
-    ndim = dim[0]
-    if not 1 <= ndim <= 7:
-        raise _Refused(f"has a corrupt header: dim[0] = {ndim} is not a number of "
-                       "dimensions (1 to 7)")
-    shape = tuple(dim[1: ndim + 1])
-    shown = "×".join(str(d) for d in shape)
-    if any(d < 0 for d in shape):
-        raise _Refused(f"has a corrupt header: negative dimension in shape {shown}")
-    if any(d == 0 for d in shape):
-        raise _Refused(f"has a zero-size volume (shape {shown} in the header)")
-    code = int(fields["datatype"])
-    if code in _REFUSED_DATATYPES:
-        raise _Refused(f"holds {_REFUSED_DATATYPES[code]} voxels (NIfTI datatype {code}); "
-                       "only real-valued integer or float volumes are supported")
-    if code not in _SUPPORTED_DATATYPES:
-        raise _Refused(f"has a corrupt header: unknown NIfTI datatype code {code}")
-    dtype = np.dtype(_SUPPORTED_DATATYPES[code]).newbyteorder(order)
-    offset = float(fields["vox_offset"])
-    if not math.isfinite(offset):
-        raise _Refused(f"has a corrupt header: vox_offset is {offset}")
-    vox_offset = int(offset)
-    if vox_offset < sizeof_hdr + 4:
-        raise _Refused(f"has a corrupt header: vox_offset {vox_offset} points inside the "
-                       f"{sizeof_hdr + 4}-byte header")
-    return _RawHeader(version, sizeof_hdr, shape, dtype, vox_offset,
-                      math.prod(shape) * dtype.itemsize)
-
-
-def _check_header(raw: _RawHeader, limit: int, allow_4d: bool) -> tuple[int, ...]:
-    """Refuse a claim over the ceiling or of the wrong dimensionality, before any voxel is
-    read; return the shape without trailing singleton axes (e.g. X, Y, Z, 1)."""
-    if raw.data_bytes > limit or raw.vox_offset > limit:
-        shown = "×".join(str(d) for d in raw.shape)
-        what = (f"{raw.data_bytes} bytes of voxel data (shape {shown}, {raw.dtype.name})"
-                if raw.data_bytes > limit else f"a {raw.vox_offset}-byte header")
-        raise _Refused(f"claims {what}, more than the limit of {limit} bytes (raise it with "
-                       f"{MAX_VOLUME_BYTES_ENV} or max_bytes=)")
-    shape = raw.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) < 3:
-        raise _Refused(f"is {len(shape)}D with shape {tuple(shape)}; a 3D volume "
-                       "(or a 4D cine series) is required")
-    if len(shape) > 4 or (len(shape) == 4 and not allow_4d):
-        raise _Refused(f"has shape {tuple(shape)}; a 3D volume is required here")
-    return shape
-
-
-class _GzipStream:
-    """Decompress a gzip file (one or more members) on demand, never more than asked.
-
-    zlib in gzip mode verifies each member's header, CRC-32 and length (ISIZE) when it
-    reaches the member's end; zero padding after the last member is allowed (as
-    :mod:`gzip` does), anything else after it is refused.
-    """
-
-    def __init__(self, fobj):
-        self._file = fobj
-        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = b""
-        self._file_done = False
-        self._done = False
-
-    def read_into(self, buffer: bytearray, count: int) -> int:
-        """Append up to ``count`` decompressed bytes to ``buffer`` (fewer only at the end)."""
-        need = count
-        while need > 0 and not self._done:
-            if self._inflate.eof:
-                self._next_member()
-                continue
-            if not self._pending and not self._file_done:
-                self._pending = self._file.read(_READ_CHUNK)
-                self._file_done = not self._pending
-            piece = self._inflate.decompress(self._pending, min(need, _INFLATE_CHUNK))
-            # at a member's end the input left over is in unused_data (unconsumed_tail
-            # may still hold a stale copy of it)
-            self._pending = b"" if self._inflate.eof else self._inflate.unconsumed_tail
-            if piece:
-                buffer += piece
-                need -= len(piece)
-            elif self._file_done and not self._pending and not self._inflate.eof:
-                raise _Refused("is truncated or corrupt: the gzip stream ends early "
-                               "(missing data or its CRC/length trailer)")
-        return count - need
-
-    def read(self, count: int) -> bytes:
-        buffer = bytearray()
-        self.read_into(buffer, count)
-        return bytes(buffer)
-
-    def _next_member(self) -> None:
-        rest = self._inflate.unused_data
-        while True:
-            rest = rest.lstrip(b"\0")
-            if rest or self._file_done:
-                break
-            rest = self._file.read(_READ_CHUNK)
-            self._file_done = not rest
-        while 0 < len(rest) < 2 and not self._file_done:
-            more = self._file.read(_READ_CHUNK)
-            self._file_done = not more
-            rest += more
-        if not rest:
-            self._done = True
-            return
-        if rest[:2] != _GZIP_MAGIC:
-            raise _Refused("is truncated or corrupt: unexpected bytes after the end of the "
-                           "gzip stream")
-        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = rest
-
-
-def _zlib_problem(exc: zlib.error) -> str:
-    text = str(exc)
-    if "incorrect data check" in text:
-        return ("is corrupt: gzip CRC-32 check failed (the decompressed bytes differ from "
-                "what was written)")
-    if "incorrect length check" in text:
-        return "is corrupt: gzip length check (ISIZE) failed"
-    if "incorrect header check" in text or "unknown compression method" in text:
-        return f"is truncated or corrupt: damaged gzip header ({text})"
-    return f"is truncated or corrupt: damaged gzip stream ({text})"
-
-
-def _read_raw_gzip(fobj, limit: int, allow_4d: bool) -> tuple[_RawHeader, bytearray]:
+def _read_raw_gzip(fobj, limit: int, allow_4d: bool) -> tuple[RawHeader, bytearray]:
     magic = fobj.read(2)
-    if magic != _GZIP_MAGIC:
+    if magic != GZIP_MAGIC:
         start = magic + fobj.read(2)
         hint = ""
         try:
-            _header_layout(start)
+            header_layout(start)
             hint = "; it looks like an uncompressed NIfTI file: rename it to .nii"
-        except _Refused:
+        except Refused:
             pass
-        raise _Refused(f"not a readable NIfTI file (a .nii.gz name but not gzip data{hint})")
+        raise Refused(f"not a readable NIfTI file (a .nii.gz name but not gzip data{hint})")
     fobj.seek(0)
-    stream = _GzipStream(fobj)
+    stream = GzipStream(fobj)
     raw = bytearray()
     stream.read_into(raw, 4)
-    version, sizeof_hdr, order = _header_layout(bytes(raw))
+    version, sizeof_hdr, order = header_layout(bytes(raw))
     stream.read_into(raw, sizeof_hdr - len(raw))
     if len(raw) < sizeof_hdr:
-        raise _Refused(f"is truncated or corrupt: the file ends inside the {sizeof_hdr}-byte "
-                       "header")
-    header = _parse_raw_header(bytes(raw), version, order)
-    _check_header(header, limit, allow_4d)
+        raise Refused(f"is truncated or corrupt: the file ends inside the {sizeof_hdr}-byte "
+                      "header")
+    header = parse_raw_header(bytes(raw), version, order)
+    check_header(header, limit, allow_4d)
     stream.read_into(raw, header.total_bytes - len(raw))
     if len(raw) < header.total_bytes:
-        raise _Refused(f"is truncated or corrupt: it decompresses to {len(raw)} bytes but "
-                       f"its header claims {header.total_bytes}")
+        raise Refused(f"is truncated or corrupt: it decompresses to {len(raw)} bytes but "
+                      f"its header claims {header.total_bytes}")
     if stream.read(1):
-        raise _Refused(f"is corrupt: it decompresses to more than the {header.total_bytes} "
-                       "bytes its header claims")
+        raise Refused(f"is corrupt: it decompresses to more than the {header.total_bytes} "
+                      "bytes its header claims")
     return header, raw
 
 
-def _read_raw_nii(fobj, limit: int, allow_4d: bool) -> tuple[_RawHeader, bytearray]:
+def _read_raw_nii(fobj, limit: int, allow_4d: bool) -> tuple[RawHeader, bytearray]:
     size = os.fstat(fobj.fileno()).st_size
     first = fobj.read(4)
-    version, sizeof_hdr, order = _header_layout(first)
+    version, sizeof_hdr, order = header_layout(first)
     block = first + fobj.read(sizeof_hdr - 4)
     if len(block) < sizeof_hdr:
-        raise _Refused(f"is truncated or corrupt: the file ends inside the {sizeof_hdr}-byte "
-                       "header")
-    header = _parse_raw_header(block, version, order)
-    _check_header(header, limit, allow_4d)
+        raise Refused(f"is truncated or corrupt: the file ends inside the {sizeof_hdr}-byte "
+                      "header")
+    header = parse_raw_header(block, version, order)
+    check_header(header, limit, allow_4d)
     if size < header.total_bytes:
-        raise _Refused(f"is truncated or corrupt: the file holds {size} bytes but its header "
-                       f"claims {header.total_bytes} ({header.vox_offset} of header and "
-                       f"{header.data_bytes} of voxel data)")
+        raise Refused(f"is truncated or corrupt: the file holds {size} bytes but its header "
+                      f"claims {header.total_bytes} ({header.vox_offset} of header and "
+                      f"{header.data_bytes} of voxel data)")
     raw = bytearray(header.total_bytes)
     view = memoryview(raw)
     view[: len(block)] = block
@@ -331,14 +121,14 @@ def _read_raw_nii(fobj, limit: int, allow_4d: bool) -> tuple[_RawHeader, bytearr
     while filled < len(raw):
         got = fobj.readinto(view[filled:])
         if not got:
-            raise _Refused(f"is truncated or corrupt: the file ended after {filled} of the "
-                           f"{header.total_bytes} bytes its header claims")
+            raise Refused(f"is truncated or corrupt: the file ended after {filled} of the "
+                          f"{header.total_bytes} bytes its header claims")
         filled += got
     view.release()
     return header, raw
 
 
-def _decode(raw_header: _RawHeader, raw: bytearray, shape: tuple[int, ...]):
+def _decode(raw_header: RawHeader, raw: bytearray, shape: tuple[int, ...]):
     """``(image, data)``: nibabel's reading of the header (and extensions), the scaled
     array in NIfTI axis order. ``raw`` has been size-checked against the header."""
     import nibabel as nib
@@ -349,8 +139,8 @@ def _decode(raw_header: _RawHeader, raw: bytearray, shape: tuple[int, ...]):
     proxy = image.dataobj  # nibabel's own reading of shape, type and data offset
     if (tuple(int(d) for d in proxy.shape) != raw_header.shape
             or proxy.dtype != raw_header.dtype or int(proxy.offset) != raw_header.vox_offset):
-        raise _Refused("has a corrupt header: its fields are inconsistent (nibabel reads "
-                       f"shape {proxy.shape}, {proxy.dtype}, data offset {proxy.offset})")
+        raise Refused("has a corrupt header: its fields are inconsistent (nibabel reads "
+                      f"shape {proxy.shape}, {proxy.dtype}, data offset {proxy.offset})")
     unscaled = np.frombuffer(raw, dtype=raw_header.dtype, count=math.prod(raw_header.shape),
                              offset=raw_header.vox_offset).reshape(shape, order="F")
     # Scaling exactly as nibabel's ArrayProxy.__array__ applies it.
@@ -360,23 +150,6 @@ def _decode(raw_header: _RawHeader, raw: bytearray, shape: tuple[int, ...]):
     return image, apply_read_scaling(unscaled, slope, inter)
 
 
-def _check_geometry(image, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[float, ...]]:
-    affine = np.asarray(image.affine, dtype=np.float64)
-    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-        raise _Refused("has a corrupt header: the voxel-to-world affine is not finite "
-                       f"({np.array2string(affine, precision=4)})")
-    det = float(np.linalg.det(affine[:3, :3]))
-    if not math.isfinite(det) or det == 0.0:
-        raise _Refused("has a corrupt header: the voxel-to-world affine is singular")
-    zooms = tuple(float(z) for z in image.header.get_zooms()[: len(shape)])
-    for axis, zoom in enumerate(zooms):
-        spatial = axis < 3
-        if not math.isfinite(zoom) or zoom < 0 or (spatial and zoom == 0):
-            raise _Refused(f"has a corrupt header: pixdim[{axis + 1}] = {zoom} is not a "
-                           f"valid {'voxel size' if spatial else 'time step'}")
-    return affine, zooms
-
-
 def _read_volume(path: Path, allow_4d: bool, check_finite: bool, limit: int) -> Volume:
     gz = str(path).lower().endswith(".gz")
     # O_NONBLOCK: opening a FIFO (or a device) named *.nii must not hang before fstat.
@@ -384,13 +157,13 @@ def _read_volume(path: Path, allow_4d: bool, check_finite: bool, limit: int) -> 
     with os.fdopen(fd, "rb") as fobj:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _Refused("is not a regular file")
+            raise Refused("is not a regular file")
         if info.st_size == 0:
-            raise _Refused("not a readable NIfTI file (the file is empty)")
+            raise Refused("not a readable NIfTI file (the file is empty)")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         raw_header, raw = (_read_raw_gzip if gz else _read_raw_nii)(fobj, limit, allow_4d)
-    shape = _check_header(raw_header, limit, allow_4d)
+    shape = check_header(raw_header, limit, allow_4d)
     # errstate: a hostile header's NaN/huge fields must not print numpy cast warnings; the
     # checks below refuse them explicitly.
     with np.errstate(all="ignore"):
@@ -399,9 +172,9 @@ def _read_volume(path: Path, allow_4d: bool, check_finite: bool, limit: int) -> 
     if check_finite and np.issubdtype(data.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         if bad:
-            raise _Refused(f"contains {bad} NaN/Inf intensities out of {data.size} voxels")
+            raise Refused(f"contains {bad} NaN/Inf intensities out of {data.size} voxels")
     with np.errstate(all="ignore"):
-        affine, zooms = _check_geometry(image, shape)
+        affine, zooms = check_geometry(image, shape)
     geometry = VolumeGeometry(
         shape=tuple(reversed(shape)),
         affine=affine,
@@ -438,12 +211,12 @@ def read_volume(path: str | os.PathLike, *, allow_4d: bool = True,
         raise VolumeError(path, "is a directory, not a NIfTI file")
     try:
         return _read_volume(path, allow_4d, check_finite, limit)
-    except _Refused as exc:
+    except Refused as exc:
         raise VolumeError(path, exc.problem) from None
     except VolumeError:
         raise
     except zlib.error as exc:
-        raise VolumeError(path, _zlib_problem(exc)) from exc
+        raise VolumeError(path, zlib_problem(exc)) from exc
     except MemoryError as exc:
         raise VolumeError(path, "is too large to read into the available memory") from exc
     except OSError as exc:
@@ -572,3 +345,10 @@ def atomic_save(image, path: Path) -> None:
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
     with atomic_path(path, suffix=".tmp" + suffix) as tmp:
         image.to_filename(str(tmp))
+
+
+__all__ = ["LABEL_NAME_PATTERN", "MAX_LABEL_VALUES", "MAX_VOLUME_BYTES", "MAX_VOLUME_BYTES_ENV",
+           "NIFTI_SUFFIXES", "Volume", "atomic_path", "atomic_save", "check_same_grid",
+           "fsync_dir", "fsync_file", "is_nifti_path", "label_dtype", "looks_like_labels",
+           "max_volume_bytes", "read_labels", "read_volume", "strip_nifti_suffix",
+           "write_labels", "write_volume"]

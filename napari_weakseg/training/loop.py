@@ -1,4 +1,5 @@
-"""Pieces of the training loop that keep the accelerator busy: the next batch prepared in a
+"""Pieces of the training loop: the learning-rate schedule (poly, driven by iterations or a
+time budget), and what keeps the accelerator busy — the next batch prepared in a
 background thread while the current step runs (:class:`BatchPrefetcher`), and finiteness
 checks of the loss deferred to the moments the loop talks to the host anyway
 (:class:`DeferredFiniteCheck`) — no per-step device→host synchronisation.
@@ -12,6 +13,21 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
+
+def schedule_progress(iteration: int, iterations: int, elapsed_s: float = 0.0,
+                      max_seconds: float | None = None) -> float:
+    """Fraction of the schedule done: iterations, or the time budget when that runs out
+    first."""
+    progress = iteration / iterations
+    if max_seconds:
+        progress = max(progress, min(elapsed_s / max_seconds, 1.0))
+    return progress
+
+
+def poly_lr(base_lr: float, progress: float, power: float = 0.9) -> float:
+    """``base_lr · (1 − progress)^power`` (``progress`` in [0, 1])."""
+    return base_lr * (1.0 - progress) ** power
 
 
 class BatchPrefetcher:

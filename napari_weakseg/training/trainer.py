@@ -33,7 +33,7 @@ from ..runtime import dist_rank, dist_world_size, mix_seed
 from .config import TrainConfig
 from .data import SliceDataset, TrainingVolume, to_tensors
 from .events import Checkpoint, Event, Finished, Preview, Progress, Started, Validation
-from .loop import BatchPrefetcher, DeferredFiniteCheck
+from .loop import BatchPrefetcher, DeferredFiniteCheck, poly_lr, schedule_progress  # noqa: F401
 
 LAST_CHECKPOINT = "checkpoints/last.pt"
 #: The model folder a run with ``preview_every_s`` rewrites with its current weights.
@@ -86,21 +86,6 @@ def data_options(method_cls, volumes: list[TrainingVolume]) -> dict:
             else:
                 options.setdefault(key, value)
     return options
-
-
-def schedule_progress(iteration: int, iterations: int, elapsed_s: float = 0.0,
-                      max_seconds: float | None = None) -> float:
-    """Fraction of the schedule done: iterations, or the time budget when that runs out
-    first."""
-    progress = iteration / iterations
-    if max_seconds:
-        progress = max(progress, min(elapsed_s / max_seconds, 1.0))
-    return progress
-
-
-def poly_lr(base_lr: float, progress: float, power: float = 0.9) -> float:
-    """``base_lr · (1 − progress)^power`` (``progress`` in [0, 1])."""
-    return base_lr * (1.0 - progress) ** power
 
 
 @dataclass

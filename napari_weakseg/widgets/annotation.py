@@ -12,6 +12,10 @@ background and never overwrite anything (the store keeps every version, and "Res
 brings an earlier one back as a new version — undoable with Ctrl-Z like any stroke).
 Declarations: the classes delineated completely (``partial``) and the slices marked
 complete (``sparse``; button or **Shift-K** on the current slice).
+
+Size: one Qt panel whose autosave (debounce, ordered background saves, restore as an
+undoable edit) stays next to the layer events it follows; the Qt-free parts live in
+:mod:`.logic` and the store.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Everything here is callable from a plain script or a test; heavy imports (torch,
 methods) happen inside the functions that need them. Functions that take time (loading a
 volume, saving, training-stream reading, prediction) are run by the panels through their
 executor, off the Qt main thread.
+
+Size: the Qt-free logic of all five panels in one module, the one API the panels call and
+their tests patch; small independent functions grouped by panel (a split per panel is
+possible but would move that API).
 """
 
 from __future__ import annotations

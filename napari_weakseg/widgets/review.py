@@ -1,7 +1,12 @@
 """Review panel: predict the open volume in the background, overlay the label map and the
 uncertainty (entropy) map, correct the prediction by painting into it, accept it (or only
 the corrected slices/classes) as a ``sparse``/``partial`` annotation, retrain from the
-model, and see which slice / volume to annotate next (most uncertain first)."""
+model, and see which slice / volume to annotate next (most uncertain first).
+
+Size: one Qt panel with six steps (predict, overlay, correct, accept, retrain, suggest);
+their logic lives in :mod:`.logic`, :mod:`napari_weakseg.weak.accept` and
+:mod:`napari_weakseg.inference.suggest`.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ Training runs in its own process (``training.runner.TrainingRun``); a reader thr
 its typed event stream into Qt-thread callbacks (``logic.training_stream``). A crash of
 the training process ends the stream with a ``failed`` event: the panel shows it as a
 napari error notification with the log path, and napari keeps running.
+
+Size: one Qt panel — its controls, the run's life cycle in the GUI (start, resume, cancel,
+events, outcome) and the small curve widget; what it does without Qt lives in
+:mod:`.logic` and :mod:`napari_weakseg.training.project_runs`.
 """
 
 from __future__ import annotations

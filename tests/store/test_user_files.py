@@ -19,7 +19,9 @@ from napari_weakseg.io.nifti import Volume
 from napari_weakseg.store import (CorruptManifestError, ManifestError, Project,
                                   ProjectDiskError, ProjectExistsError, ReadOnlyProjectError,
                                   StoreError, manifest)
+from napari_weakseg.store import annotations as annotations_module
 from napari_weakseg.store import project as project_module
+from napari_weakseg.store import volumes as volumes_module
 from tests.store.helpers import files_under, tiny_case, write_case
 
 TOKEN = "20250101T000000-0123456789ab"
@@ -351,7 +353,7 @@ def test_a_disk_refusing_a_file_is_a_one_line_error(project_with_volume, case, m
     def full(path, *args, **kwargs):
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(project_module, "write_labels", full)
+    monkeypatch.setattr(annotations_module, "write_labels", full)
     with pytest.raises((ProjectDiskError, ReadOnlyProjectError)) as info:
         project.save_annotation(volume, "scribble", case.scribble)
     message = str(info.value)
@@ -388,7 +390,7 @@ def test_name_clashes_are_detected_without_reading_sqlite_messages(tmp_path, cas
     _old_sqlite_messages(monkeypatch)
     project = Project.create(tmp_path / "p")
     other = Project.open(tmp_path / "p")  # e.g. the CLI while the GUI adds the same image
-    real_read = project_module.read_volume
+    real_read = volumes_module.read_volume
     raced = []
 
     def read_volume(path, **kwargs):  # the other process adds the name meanwhile
@@ -397,7 +399,7 @@ def test_name_clashes_are_detected_without_reading_sqlite_messages(tmp_path, cas
             other.add_volume(paths["image"], copy=False)
         return real_read(path, **kwargs)
 
-    monkeypatch.setattr(project_module, "read_volume", read_volume)
+    monkeypatch.setattr(volumes_module, "read_volume", read_volume)
     with pytest.raises(StoreError, match="a volume named 'tiny000' already exists"):
         project.add_volume(paths["image"])
     assert files_under(project.root / "images") == set()  # the copy was removed
@@ -508,7 +510,7 @@ def test_a_zero_size_image_is_refused_naming_the_file(project_with_volume, tmp_p
 def test_the_store_refuses_a_zero_size_array_even_if_a_reader_returns_one(
         project_with_volume, tmp_path, monkeypatch, copy):
     project, volume = project_with_volume
-    real_read = project_module.read_volume
+    real_read = volumes_module.read_volume
 
     def lenient_read(path, **kwargs):  # a reader that lets an empty image through
         image = real_read(path, **kwargs)
@@ -516,7 +518,7 @@ def test_the_store_refuses_a_zero_size_array_even_if_a_reader_returns_one(
         from dataclasses import replace
         return Volume(np.zeros((0, 40, 40), np.float32), replace(geometry, shape=(0, 40, 40)))
 
-    monkeypatch.setattr(project_module, "read_volume", lenient_read)
+    monkeypatch.setattr(volumes_module, "read_volume", lenient_read)
     source = tmp_path / "src" / "tiny000.nii.gz"
     with pytest.raises(VolumeError, match=r"tiny000.nii.gz: has a zero-size dimension"):
         project.add_volume(source, name="empty", copy=copy)
