@@ -20,6 +20,8 @@ and :func:`restrict_to_kinds`; the dataset names stay importable from here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..datasets.acdc import (ACDC_SUPERVISION, CORRECTED_PATIENTS, CORRECTED_SLICES,
@@ -30,7 +32,8 @@ from ..datasets.base import TrainingData, dense_targets, scribble_targets
 from ..datasets.synthetic import synthetic_data
 from ..errors import InputError, OptionError
 from ..preprocess import get_normaliser
-from .data import TrainingVolume, normalise_intensity  # noqa: F401 (API)
+from .data import TrainingVolume, default_cache_bytes, memory_mapped
+from .data import normalise_intensity  # noqa: F401 (API)
 
 
 def load_source(source: dict, config=None) -> TrainingData:
@@ -52,7 +55,10 @@ def project_data(source: dict, config=None) -> TrainingData:
     """A project's volumes. Keys of ``source``: ``path``; ``train`` / ``val`` tag filters
     (default: every volume not tagged ``split`` = val/test trains, ``split`` = val
     validates); ``ground_truth_as_training``: train on the stored ground truth (the ``full``
-    upper bound in benchmarks — never implied).
+    upper bound in benchmarks — never implied); ``volume_cache``: a folder the caller owns
+    (the worker passes ``RUN_DIR/volume_cache``) — once the volumes loaded so far exceed the
+    prepared-slice budget (``training.data.default_cache_bytes``), each further volume is
+    written there and read memory-mapped, so a large cohort trains in bounded memory.
 
     Training volumes are those carrying annotations of the kinds the method learns from;
     validation volumes need a reference mask (ground truth, else a ``dense`` annotation).
@@ -77,6 +83,8 @@ def project_data(source: dict, config=None) -> TrainingData:
             records = project.volumes(**train_filter)
         use_truth = bool(source.get("ground_truth_as_training"))
         train: list[TrainingVolume] = []
+        cache = Path(source["volume_cache"]) if source.get("volume_cache") else None
+        budget, in_memory = default_cache_bytes(), 0
         for record in records:
             if use_truth:
                 truth = project.ground_truth(record)
@@ -91,9 +99,13 @@ def project_data(source: dict, config=None) -> TrainingData:
                     continue
                 targets = volume_targets(project, record, kinds=kinds)
             image = project.read_image(record)
-            train.append(TrainingVolume(record.name, normalise(image.data),
-                                        targets.as_dict(kind=with_kind), None,
-                                        image.geometry.spatial_spacing, dict(record.tags)))
+            volume = TrainingVolume(record.name, normalise(image.data),
+                                    targets.as_dict(kind=with_kind), None,
+                                    image.geometry.spatial_spacing, dict(record.tags))
+            in_memory += volume.image.nbytes + sum(t.nbytes for t in volume.targets.values())
+            if cache is not None and in_memory > budget:
+                volume = memory_mapped(volume, cache / f"{len(train):06d}")
+            train.append(volume)
         if not train:
             raise InputError(f"{project.root}: no volume carries annotations the method "
                              f"'{getattr(config, 'method', '?')}' learns from "

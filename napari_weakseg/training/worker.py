@@ -98,12 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         (run_dir / CANCEL_FILE).unlink(missing_ok=True)
         emit(Log(message="loading data"))
         config = inherit_from_parent(config)  # a fine-tune: the parent's normaliser etc.
-        data = load_source(spec["data"], config)
+        source = dict(spec["data"])
+        if source.get("kind") == "project":  # a large cohort spills to the run's folder
+            source.setdefault("volume_cache", str(run_dir / "volume_cache"))
+        data = load_source(source, config)
         emit(Log(message=f"{len(data.train)} training and {len(data.val)} validation volumes"))
         trainer = Trainer(config, data.train, data.val, data.class_names, run_dir, emit=emit,
                           cancel=cancel, data_description=data.description,
                           rules=data.rules)
-        trainer.run()
+        try:
+            trainer.run()
+        finally:  # the spilled volumes are this run's own files, rebuilt on resume
+            import shutil
+
+            shutil.rmtree(run_dir / "volume_cache", ignore_errors=True)
         return 0
     except Exception as exc:  # reported as an event; the GUI shows it with the log
         from .trainer import format_exception

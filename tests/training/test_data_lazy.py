@@ -102,3 +102,29 @@ def test_cache_budget_from_the_environment(monkeypatch):
     monkeypatch.setenv("WEAKSEG_SLICE_CACHE_MB", "lots")
     with pytest.raises(OptionError, match="WEAKSEG_SLICE_CACHE_MB"):
         default_cache_bytes()
+
+
+def test_a_project_larger_than_the_budget_spills_to_the_volume_cache(tmp_path, monkeypatch):
+    """``project_data`` with a ``volume_cache``: volumes beyond the memory budget are read
+    back memory-mapped, with the same arrays."""
+    from napari_weakseg.store import Project
+    from napari_weakseg.training.config import TrainConfig
+    from napari_weakseg.training.sources import project_data
+    from tests.store.helpers import tiny_case, write_case
+
+    with Project.create(tmp_path / "proj") as project:
+        for i in range(3):
+            case = tiny_case(i)
+            record = project.add_volume(write_case(tmp_path / f"src{i}", case)["image"])
+            project.save_annotation(record, "scribble", case.scribble)
+    source = {"kind": "project", "path": str(tmp_path / "proj")}
+    config = TrainConfig(method="pce")
+    plain = project_data(source, config)
+    monkeypatch.setenv("WEAKSEG_SLICE_CACHE_MB", "0.000001")
+    spilled = project_data({**source, "volume_cache": str(tmp_path / "cache")}, config)
+    assert [isinstance(v.image, np.memmap) for v in spilled.train] == [True, True, True]
+    for a, b in zip(plain.train, spilled.train):
+        np.testing.assert_array_equal(a.image, b.image)
+        for key in a.targets:
+            np.testing.assert_array_equal(a.targets[key], b.targets[key])
+    assert not isinstance(plain.train[0].image, np.memmap)
