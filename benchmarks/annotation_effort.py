@@ -42,9 +42,10 @@ minutes and vs strokes, one line per arm; Pillow). Seeded. ``--quick``: a tiny s
 cohort (``napari_weakseg.synthetic``), 32² slices, a few iterations — checks the mechanics,
 not the values.
 
-Caveat: the zoo model (``models/acdc-cine-pce``) was trained on the real scribbles of the
-whole ACDC train split, so "from zoo" starts from a model that has seen these patients'
-scribbles; "from scratch" has not.
+The annotator's patients are, by default, the 10 inner-validation patients of the default
+zoo model (``models/acdc-cine-effdnet`` trained on the other 60 train patients and chose its
+checkpoint on these — it never trained on their scribbles), so "from zoo" starts from a
+model that has not seen them (``--any-patients``: any train patients).
 """
 
 from __future__ import annotations
@@ -360,10 +361,20 @@ def quick_data(folder: Path, seed: int) -> Path:
     return folder
 
 
-def known_and_val(root: Path, patients: int, val_limit: int | None, seed: int):
+def known_and_val(root: Path, patients: int, val_limit: int | None, seed: int,
+                  unseen: bool = True):
+    """The annotator's cases and the val cases. ``unseen``: the patients are the zoo
+    model's inner-validation patients (``training.sources.inner_val_patients``, 10 patients,
+    seed 0) — the default zoo model never trained on them — else a seeded draw."""
     splits = json.loads((root / "splits.json").read_text())
     subjects = sorted({n.split("_")[0] for n in splits["train"]})
-    chosen = sorted(random.Random(seed).sample(subjects, min(patients, len(subjects))))
+    if unseen and len(subjects) > 10:  # (the --quick cohort is smaller)
+        from napari_weakseg.training.sources import inner_val_patients
+
+        held = inner_val_patients(subjects, 10, 0)
+        chosen = sorted(random.Random(seed).sample(held, min(patients, len(held))))
+    else:
+        chosen = sorted(random.Random(seed).sample(subjects, min(patients, len(subjects))))
     known = [n for n in splits["train"] if n.split("_")[0] in chosen]
     return known, splits["val"][:val_limit]
 
@@ -525,6 +536,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patients", type=int, default=10,
                         help="ACDC train patients the annotator knows (both frames)")
+    parser.add_argument("--any-patients", action="store_true",
+                        help="draw the annotator's patients from the whole train split "
+                             "(default: the zoo model's inner-validation patients, which it "
+                             "never trained on; at most 10)")
     parser.add_argument("--val-limit", type=int, help="first N volumes of ACDC val")
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--seed", type=int, default=0)
@@ -565,7 +580,8 @@ def main(argv=None) -> int:
         if not (root / "splits.json").exists():
             print(f"ACDC data not found at {root}", file=sys.stderr)
             return 2
-        known, val_names = known_and_val(root, args.patients, args.val_limit, args.seed)
+        known, val_names = known_and_val(root, args.patients, args.val_limit, args.seed,
+                                         unseen=not args.any_patients)
         data = (f"ACDC: {len(known)} known train volumes, {len(val_names)} val volumes")
     classes = LabelSchema.cardiac().names
     oracle = Oracle(root, known, len(classes), args.seed)
