@@ -28,7 +28,9 @@ def register(subparsers) -> None:
         description="Predict every volume of a project, a folder or the given files with "
                     "MODEL_DIR; write one label NIfTI per volume on its own grid and header, "
                     "optional probability/uncertainty maps, measurements.csv (per-class mL, "
-                    "QC, cardiac ED/ES function) and a manifest. Reruns skip what is done; "
+                    "QC, cardiac ED/ES function), a manifest and a QC report (qc/index.html: "
+                    "pictures of flagged and least confident volumes, EF plot, tables). "
+                    "Reruns skip what is done; "
                     "bad inputs are reported and skipped (exit code 1). See docs/export.md.")
     export.add_argument("model", type=Path, metavar="MODEL_DIR")
     export.add_argument("inputs", nargs="+", type=Path, metavar="PROJECT|FOLDER|FILE")
@@ -56,6 +58,11 @@ def register(subparsers) -> None:
     export.add_argument("--threads", type=int, help="torch CPU threads")
     export.add_argument("--prefetch", type=int, default=1,
                         help="volumes read ahead while predicting (default 1; 0: off)")
+    export.add_argument("--no-qc-report", dest="qc_report", action="store_false",
+                        help="do not write the QC report qc/index.html")
+    export.add_argument("--qc-lowest", type=int, default=10, metavar="N",
+                        help="the QC report also pictures the N volumes of highest mean "
+                             "uncertainty (default 10; flagged volumes are always shown)")
     export.set_defaults(handler=run_export)
 
 
@@ -72,7 +79,8 @@ def run_export(args: argparse.Namespace) -> int:
         largest_component=args.largest_component, postprocess=args.postprocess,
         fill_holes=args.fill_holes,
         flip_tta=args.flip_tta, device=args.device, force=args.force, shard=args.shard,
-        threads=args.threads, prefetch=args.prefetch)
+        threads=args.threads, prefetch=args.prefetch, qc_report=args.qc_report,
+        qc_lowest=args.qc_lowest)
     cancel = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -103,6 +111,8 @@ def run_export(args: argparse.Namespace) -> int:
     print(report.summary())
     if report.csv_path:
         print(f"measurements: {report.csv_path}")
+    if report.qc_path:
+        print(f"QC report: {report.qc_path}")
     if report.failed:
         print(f"{len(report.failed)} volumes failed (listed above, in measurements.csv and "
               f"in {args.out / 'export.log'})", file=sys.stderr)

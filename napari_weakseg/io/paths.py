@@ -130,7 +130,24 @@ class OutputFolder:
         relative = str(Path(path).relative_to(self.root))
         if relative in self._written:
             return
+        self._written |= self._read_ledger()  # what another run added since we read it
         self._written.add(relative)
+        self._write_ledger()
+
+    def remove(self, path: str | os.PathLike) -> bool:
+        """Delete ``path`` (under the folder) and forget it, if the tool wrote it; a file
+        it did not write is left alone (``False``)."""
+        target = Path(path)
+        relative = str(target.relative_to(self.root))
+        self._written |= self._read_ledger()
+        if relative not in self._written:
+            return False
+        target.unlink(missing_ok=True)
+        self._written.discard(relative)
+        self._write_ledger()
+        return True
+
+    def _write_ledger(self) -> None:
         write_bytes_atomic(self.root / LEDGER,
                            json.dumps(sorted(self._written), indent=0).encode())
 

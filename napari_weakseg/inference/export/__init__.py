@@ -10,6 +10,7 @@ output folder ``OUT`` receives::
     OUT/cardiac.csv                 one row per ED/ES pair (LV/RV EDV, ESV, SV, EF; LV mass)
     OUT/manifest/NAME.json          what was exported, from which input and model (resume)
     OUT/export.log                  one line per volume and run (appended)
+    OUT/qc/index.html               QC report: tables, EF/EDV plot, PNGs of volumes to check
 
 Conventions: arrays are ``(Z, Y, X)``, probabilities ``(C, Z, Y, X)`` in memory; volumes
 in mL are voxel counts × the voxel volume from the header's pixdim (mm³ / 1000); entropy is
@@ -39,7 +40,8 @@ together; group ``g`` goes to shard ``g mod n``. Under ``torchrun`` the shard is
 
 Modules: :mod:`.cohort` (inputs, sharding), :mod:`.records` (output layout, the manifest
 record), :mod:`.measure` (measurements, cardiac maths, QC), :mod:`.tables` (CSV tables),
-:mod:`.options` (options, progress events, report), :mod:`.run` (the run). Every name
+:mod:`.options` (options, progress events, report), :mod:`.qc` (the QC report),
+:mod:`.run` (the run). Every name
 below is importable from ``napari_weakseg.inference.export``.
 """
 
@@ -53,9 +55,10 @@ from .measure import (CARDIAC_ALIASES, CARDIAC_COLUMNS, EF_RANGE, ENCLOSED_FRACT
                       FRAGMENT_FRACTION, MYOCARDIUM_DENSITY_G_PER_ML, cardiac_class_names,
                       cardiac_function, cardiac_pairs, cardiac_qc, measure_volume, postprocess)
 from .options import ExportOptions, ExportProgress, ExportReport
+from .qc import write_qc_report
 from .records import (CARDIAC_CSV, LABELS_DIR, LOG_FILE, MANIFEST_DIR, MAP_DIRS,
-                      MEASUREMENTS_CSV, PROBABILITIES_DIR, RECORD_VERSION, STAGING_DIR,
-                      UNCERTAINTY_DIR, ExportRecord, read_record, read_records)
+                      MEASUREMENTS_CSV, PROBABILITIES_DIR, QC_DIR, QC_INDEX, RECORD_VERSION,
+                      STAGING_DIR, UNCERTAINTY_DIR, ExportRecord, read_record, read_records)
 from .run import ModelPredictor, Predictor, _Prefetcher, export_cohort
 
 __all__ = [
@@ -63,8 +66,9 @@ __all__ = [
     "ENCLOSED_FRACTION", "ExportItem", "ExportOptions", "ExportProgress", "ExportRecord",
     "ExportReport", "FRAGMENT_FRACTION", "LABELS_DIR", "LOG_FILE", "MANIFEST_DIR", "MAP_DIRS",
     "MEASUREMENTS_CSV", "MYOCARDIUM_DENSITY_G_PER_ML", "ModelPredictor", "PROBABILITIES_DIR",
-    "Predictor", "RECORD_VERSION", "STAGING_DIR", "UNCERTAINTY_DIR", "cardiac_class_names",
-    "cardiac_function", "cardiac_pairs", "cardiac_qc", "discover_inputs", "export_cohort",
-    "fill_holes", "keep_largest_component", "measure_volume", "model_identity", "parse_shard",
-    "postprocess", "read_record", "read_records", "resolve_shard", "safe_name", "shard_items",
+    "Predictor", "QC_DIR", "QC_INDEX", "RECORD_VERSION", "STAGING_DIR", "UNCERTAINTY_DIR",
+    "cardiac_class_names", "cardiac_function", "cardiac_pairs", "cardiac_qc", "discover_inputs",
+    "export_cohort", "fill_holes", "keep_largest_component", "measure_volume", "model_identity",
+    "parse_shard", "postprocess", "read_record", "read_records", "resolve_shard", "safe_name",
+    "shard_items", "write_qc_report",
 ]

@@ -17,7 +17,9 @@ class ExportOptions:
     or the ``torchrun`` rank's part); ``prefetch``: volumes read ahead by a background
     thread (0: read inline); ``threads``: torch CPU threads (``None``: torch's default).
     ``postprocess``: ``none``, ``largest`` or ``anatomy`` (``None``: the model's recorded
-    post-processing); ``largest_component`` is the old spelling of ``postprocess="largest"``."""
+    post-processing); ``largest_component`` is the old spelling of ``postprocess="largest"``.
+    ``qc_report``: write ``OUT/qc/index.html`` (:mod:`.qc`) with a PNG of every flagged
+    volume and of the ``qc_lowest`` volumes of highest mean uncertainty."""
 
     probabilities: bool = False
     uncertainty: bool = False
@@ -31,8 +33,13 @@ class ExportOptions:
     threads: int | None = None
     batch_slices: int = 16
     postprocess: str | None = None
+    qc_report: bool = True
+    qc_lowest: int = 10
 
     def __post_init__(self):
+        if isinstance(self.qc_lowest, bool) or not isinstance(self.qc_lowest, int) \
+                or self.qc_lowest < 0:
+            raise OptionError(f"--qc-lowest: expected a count >= 0, got {self.qc_lowest!r}")
         if self.postprocess is not None and self.postprocess not in POSTPROCESSORS:
             raise OptionError(f"--postprocess: {self.postprocess!r} is not one of "
                               f"{', '.join(POSTPROCESSORS)}")
@@ -85,6 +92,7 @@ class ExportReport:
     ignored: list[str] = field(default_factory=list)
     cancelled: bool = False
     csv_path: Path | None = None
+    qc_path: Path | None = None
     seconds: float = 0.0
 
     @property

@@ -13,11 +13,13 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...io.atomic import json_default, write_bytes_atomic
+from ...io.paths import safe_stem
 from ...states import RecordStatus
 
 LABELS_DIR = "labels"
@@ -28,6 +30,8 @@ STAGING_DIR = ".staging"
 MEASUREMENTS_CSV = "measurements.csv"
 CARDIAC_CSV = "cardiac.csv"
 LOG_FILE = "export.log"
+QC_DIR = "qc"
+QC_INDEX = "index.html"
 RECORD_VERSION = 1
 MAP_DIRS = {"labels": LABELS_DIR, "probabilities": PROBABILITIES_DIR,
             "uncertainty": UNCERTAINTY_DIR}
@@ -123,12 +127,35 @@ def write_record(path: str | os.PathLike, record: ExportRecord) -> Path:
                                                default=json_default).encode())
 
 
+def qc_anchors(keys: Iterable[str], prefix: str) -> dict[str, str]:
+    """The QC report's row ids: ``PREFIX + safe_stem(key)`` for each key in order, made
+    unique case-insensitively (``-2``, ``-3`` … on a clash). Volumes use ``v-``, subjects
+    ``s-``; the tables link to them (:func:`qc_link`), the report defines them."""
+    anchors: dict[str, str] = {}
+    used: set[str] = set()
+    for key in keys:
+        if key in anchors:
+            continue
+        base = anchor = prefix + safe_stem(key)
+        number = 2
+        while anchor.lower() in used:
+            anchor, number = f"{base}-{number}", number + 1
+        used.add(anchor.lower())
+        anchors[key] = anchor
+    return anchors
+
+
+def qc_link(anchor: str) -> str:
+    """The link from a CSV row to its row of the report: ``qc/index.html#ANCHOR``."""
+    return f"{QC_DIR}/{QC_INDEX}#{anchor}"
+
+
 def now() -> str:
     """The local time as the records write it (ISO 8601 with the UTC offset)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 __all__ = ["CARDIAC_CSV", "ExportRecord", "LABELS_DIR", "LOG_FILE", "MANIFEST_DIR",
-           "MAP_DIRS", "MEASUREMENTS_CSV", "PROBABILITIES_DIR", "RECORD_VERSION",
-           "STAGING_DIR", "UNCERTAINTY_DIR", "now", "read_record", "read_records",
-           "record_path", "write_record"]
+           "MAP_DIRS", "MEASUREMENTS_CSV", "PROBABILITIES_DIR", "QC_DIR", "QC_INDEX",
+           "RECORD_VERSION", "STAGING_DIR", "UNCERTAINTY_DIR", "now", "qc_anchors", "qc_link",
+           "read_record", "read_records", "record_path", "write_record"]

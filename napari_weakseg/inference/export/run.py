@@ -30,6 +30,7 @@ from ..predictor import Predictor as _Predictor
 from .cohort import Cohort, ExportItem, discover_inputs, resolve_shard, safe_name, shard_items
 from .measure import measure_volume
 from .options import ExportOptions, ExportProgress, ExportReport
+from .qc import check_qc_output, write_qc_report
 from .records import (LOG_FILE, MANIFEST_DIR, MAP_DIRS, STAGING_DIR, ExportRecord, now,
                       read_record, record_path, write_record)
 from .tables import write_tables
@@ -56,7 +57,6 @@ class ModelPredictor(_Predictor):
     def __init__(self, folder: str | os.PathLike, device: str = "auto",
                  batch_slices: int = 16, postprocess: str | None = None):
         super().__init__(folder, device or "auto", postprocess, batch_slices=batch_slices)
-
 
 
 def export_cohort(model: str | os.PathLike | Predictor,
@@ -102,6 +102,7 @@ class _Export:
         self.shard = resolve_shard(options.shard)
         self.items = shard_items(cohort.items, *self.shard)
         self._check_outputs_do_not_replace_inputs()
+        check_qc_output(out_dir, cohort.items, options.force, enabled=options.qc_report)
 
     # -- helpers -------------------------------------------------------------------------
     def _check_outputs_do_not_replace_inputs(self) -> None:
@@ -253,7 +254,7 @@ class _Export:
                 _barrier_and_destroy()
         rank0 = dist_rank() == 0 or not distributed
         if rank0:
-            report.csv_path = self.write_tables()
+            self.write_reports(report)
         report.seconds = time.perf_counter() - started
         self._log(("cancelled: " if report.cancelled else "finished: ") + report.summary())
         self.progress(ExportProgress(ExportStatus.CANCELLED if report.cancelled
@@ -355,12 +356,17 @@ class _Export:
         return outputs
 
     # -- tables --------------------------------------------------------------------------
-    def write_tables(self) -> Path:
-        """Rebuild ``measurements.csv`` (and ``cardiac.csv``) from the manifest records of
-        the whole cohort — volumes of other shards included once their records exist."""
-        records = {item.name: self.read_record(item) for item in self.cohort.items}
-        return write_tables(self.out, self.cohort.items, records, self.classes,
-                            self.model_id, self._record_is_current)
+    def write_reports(self, report: ExportReport) -> None:
+        """QC report (a failure is only logged) and tables from all the cohort's records."""
+        args = (self.out, self.cohort.items, {i.name: self.read_record(i) for i in
+                self.cohort.items}, self.classes, self.model_id, self._record_is_current)
+        try:
+            if self.options.qc_report:
+                report.qc_path = write_qc_report(*args, lowest=self.options.qc_lowest,
+                                                 force=self.options.force)
+        except Exception as exc:
+            self._log(f"failed QC report: {type(exc).__name__}: {exc}")
+        report.csv_path = write_tables(*args, qc_report=report.qc_path is not None)
 
 
 class _Prefetcher:
@@ -417,7 +423,6 @@ class _Prefetcher:
             self.thread.join()
 
 
-
 def _init_distributed() -> bool:
     """Under ``torchrun`` (``WORLD_SIZE`` > 1 with a rendezvous address), join a gloo group
     so that rank 0 can write the tables once every rank is done. True if we joined."""
@@ -440,7 +445,6 @@ def _barrier_and_destroy() -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
-
 
 
 __all__ = ["ModelPredictor", "Predictor", "export_cohort"]
