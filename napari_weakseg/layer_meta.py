@@ -37,6 +37,8 @@ class Role(StrEnum):
     UNCERTAINTY = "uncertainty"
     PREVIEW = "preview"
     EXPORT = "export"
+    #: a project volume's stored ground truth (Review tab; contours, not editable)
+    GROUND_TRUTH = "ground_truth"
 
 
 ALL_KEYS = (KIND, IMAGE, DECLARED_CLASSES, DECLARED_SLICES, SHA256, VOLUME, PROJECT, ROLE,

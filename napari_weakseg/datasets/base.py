@@ -27,6 +27,9 @@ class TrainingData:
     #: holds the inner-validation volumes that choose checkpoints, ``report`` the ACDC val
     #: split)
     report: list[TrainingVolume] = field(default_factory=list)
+    #: slices held out of training and validated on, ``{volume name: (z, …)}`` (a project
+    #: without reference validation: ``training.holdout``); empty otherwise
+    held_out: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def scribble_targets(encoded: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:

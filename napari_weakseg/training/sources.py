@@ -58,15 +58,21 @@ def project_data(source: dict, config=None) -> TrainingData:
     upper bound in benchmarks — never implied); ``volume_cache``: a folder the caller owns
     (the worker passes ``RUN_DIR/volume_cache``) — once the volumes loaded so far exceed the
     prepared-slice budget (``training.data.default_cache_bytes``), each further volume is
-    written there and read memory-mapped, so a large cohort trains in bounded memory.
+    written there and read memory-mapped, so a large cohort trains in bounded memory;
+    ``holdout`` (default true) and ``holdout_seed`` (default 0): see below.
 
     Training volumes are those carrying annotations of the kinds the method learns from;
     validation volumes need a reference mask (ground truth, else a ``dense`` annotation).
+    When no validation volume has one, every 5th accepted slice of the training volumes
+    (sparse slices declared complete; at least one, and only with two or more) is held out
+    of the training targets and validated on instead (:mod:`.holdout`;
+    ``TrainingData.held_out`` lists them, the description says so).
     """
     from ..methods import get_method
     from ..store import Project
     from ..weak.targets import dense_targets as dense_volume_targets
     from ..weak.targets import volume_targets
+    from . import holdout
 
     project = Project.open(source["path"])
     normalise = get_normaliser(getattr(config, "normalisation", None))
@@ -82,6 +88,11 @@ def project_data(source: dict, config=None) -> TrainingData:
         else:
             records = project.volumes(**train_filter)
         use_truth = bool(source.get("ground_truth_as_training"))
+        val = _reference_volumes(project, project.volumes(**val_filter), normalise)
+        held_out: dict[str, tuple[int, ...]] = {}
+        if not val and not use_truth and source.get("holdout", True):
+            held_out = holdout.held_out_slices(
+                project, records, int(source.get("holdout_seed", holdout.DEFAULT_SEED)))
         train: list[TrainingVolume] = []
         cache = Path(source["volume_cache"]) if source.get("volume_cache") else None
         budget, in_memory = default_cache_bytes(), 0
@@ -90,44 +101,84 @@ def project_data(source: dict, config=None) -> TrainingData:
                 truth = project.ground_truth(record)
                 if truth is None:
                     continue
-                targets = dense_volume_targets(truth, project.num_classes)
+                targets = dense_volume_targets(truth, project.num_classes).as_dict(
+                    kind=with_kind)
             else:
                 kinds = {a.kind for a in project.annotations(record)}
                 if method_kinds is not None:
                     kinds &= set(method_kinds)
-                if not kinds:
-                    continue
-                targets = volume_targets(project, record, kinds=kinds)
+                targets = volume_targets(project, record, kinds=kinds).as_dict(
+                    kind=with_kind) if kinds else None
+            zs = held_out.get(record.name)
+            if targets is None and not zs:
+                continue
             image = project.read_image(record)
-            volume = TrainingVolume(record.name, normalise(image.data),
-                                    targets.as_dict(kind=with_kind), None,
-                                    image.geometry.spatial_spacing, dict(record.tags))
-            in_memory += volume.image.nbytes + sum(t.nbytes for t in volume.targets.values())
-            if cache is not None and in_memory > budget:
-                volume = memory_mapped(volume, cache / f"{len(train):06d}")
-            train.append(volume)
+            data, spacing = normalise(image.data), image.geometry.spatial_spacing
+            if zs and targets is not None:  # trained on its other slices only
+                holdout.drop_slices(targets, zs)
+                if not targets["valid"].any():  # its only supervision was held out
+                    targets = None
+            if targets is not None:
+                volume = TrainingVolume(record.name, data, targets, None, spacing,
+                                        dict(record.tags))
+                in_memory += volume.image.nbytes + sum(t.nbytes
+                                                       for t in volume.targets.values())
+                if cache is not None and in_memory > budget:
+                    volume = memory_mapped(volume, cache / f"{len(train):06d}")
+                train.append(volume)
+                data = volume.image  # memory-mapped when spilled: shared with validation
+            if zs:  # validated on its held-out slices only
+                val.append(TrainingVolume(record.name, data, {},
+                                          _held_out_reference(project, record, zs), spacing,
+                                          dict(record.tags)))
         if not train:
             raise InputError(f"{project.root}: no volume carries annotations the method "
                              f"'{getattr(config, 'method', '?')}' learns from "
                              f"({', '.join(sorted(method_kinds or []))})")
-        val: list[TrainingVolume] = []
-        for record in project.volumes(**val_filter):
-            reference = project.ground_truth(record)
-            if reference is None and any(a.kind == "dense" for a in project.annotations(record)):
-                reference = project.annotation(record, "dense").data.astype(np.int64) - 1
-            if reference is None:
-                continue
-            image = project.read_image(record)
-            val.append(TrainingVolume(record.name, normalise(image.data), {},
-                                      np.asarray(reference), image.geometry.spatial_spacing,
-                                      dict(record.tags)))
+        if held_out:
+            slices = sum(len(zs) for zs in held_out.values())
+            validation = holdout.describe_held_out(slices, len(held_out))
+        else:
+            validation = f"{len(val)} validation volumes"
         description = (f"project {project.root} ({len(train)} training volumes"
-                       f"{', stored ground truth' if use_truth else ''}; "
-                       f"{len(val)} validation volumes)")
+                       f"{', stored ground truth' if use_truth else ''}; {validation})")
         return TrainingData(train, val, project.schema.names, description,
-                            project.schema.rules())
+                            project.schema.rules(), held_out=held_out)
     finally:
         project.close()
+
+
+def _reference_volumes(project, records, normalise) -> list[TrainingVolume]:
+    """Validation volumes of ``records`` with a reference mask (ground truth, else a dense
+    annotation)."""
+    out = []
+    for record in records:
+        reference = project.ground_truth(record)
+        if reference is None and any(a.kind == "dense" for a in project.annotations(record)):
+            reference = project.annotation(record, "dense").data.astype(np.int64) - 1
+        if reference is None:
+            continue
+        image = project.read_image(record)
+        out.append(TrainingVolume(record.name, normalise(image.data), {},
+                                  np.asarray(reference), image.geometry.spatial_spacing,
+                                  dict(record.tags)))
+    return out
+
+
+def _held_out_reference(project, record, zs) -> np.ndarray:
+    """The reference of a volume's held-out slices (−1 elsewhere) from the sparse
+    annotations declaring them complete."""
+    from .holdout import complete_declared_slices, slice_reference
+
+    reference = np.full(tuple(record.shape), -1, np.int16)
+    for annotation in project.annotations(record, kind="sparse"):
+        mine = set(zs) & set(complete_declared_slices(annotation.declared_slices,
+                                                      project.num_classes))
+        if mine:
+            data = project.annotation(record, "sparse", strategy=annotation.strategy).data
+            rows = sorted(mine)
+            reference[rows] = slice_reference(data, rows)[rows]
+    return reference
 
 
 # --------------------------------------------------------------------------- method choice

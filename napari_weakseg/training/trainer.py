@@ -372,7 +372,8 @@ class Trainer:
     def validate(self, net, device, net_config: dict | None = None) -> dict[str, float] | None:
         """Mean 3D Dice per foreground class over the validation volumes, predicted by the
         shared :class:`~napari_weakseg.inference.predictor.Predictor` with the pre- and
-        post-processing the model will record."""
+        post-processing the model will record. Voxels whose reference is −1 are not scored
+        (held-out slices: only those slices count)."""
         from ..evaluation.metrics import dice
         from ..inference.predictor import Predictor
 
@@ -385,8 +386,9 @@ class Trainer:
         scores: dict[str, list[float]] = {name: [] for name in self.class_names[1:]}
         for volume in self.val_volumes:
             prediction = predictor.predict(volume.image, volume.spacing, normalised=True)
+            scored = np.asarray(volume.reference) >= 0
             for c, name in enumerate(self.class_names[1:], start=1):
-                value = dice(prediction.labels == c, volume.reference == c)
+                value = dice((prediction.labels == c) & scored, volume.reference == c)
                 scores[name].append(1.0 if np.isnan(value) else value)  # both empty: perfect
         return {name: float(np.mean(values)) for name, values in scores.items()}
 

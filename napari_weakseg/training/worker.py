@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             source.setdefault("volume_cache", str(run_dir / "volume_cache"))
         data = load_source(source, config)
         emit(Log(message=f"{len(data.train)} training and {len(data.val)} validation volumes"))
+        if getattr(data, "held_out", None):  # no reference validation: say what is scored
+            emit(Log(message=f"data: {data.description}"))
         trainer = Trainer(config, data.train, data.val, data.class_names, run_dir, emit=emit,
                           cancel=cancel, data_description=data.description,
                           rules=data.rules)

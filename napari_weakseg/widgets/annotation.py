@@ -11,7 +11,9 @@ the layer is removed (volume switch) and when the window closes; saves run in th
 background and never overwrite anything (the store keeps every version, and "Restore"
 brings an earlier one back as a new version — undoable with Ctrl-Z like any stroke).
 Declarations: the classes delineated completely (``partial``) and the slices marked
-complete (``sparse``; button or **Shift-K** on the current slice).
+complete (``sparse``; button or **Shift-K** on the current slice). **Ctrl+digit** (⌘ on
+macOS) picks the class of the active annotation layer — or of the Review tab's prediction
+layer while correcting it (:mod:`.shortcuts`: napari keeps its plain-digit layer modes).
 
 Size: one Qt panel whose autosave (debounce, ordered background saves, restore as an
 undoable edit) stays next to the layer events it follows; the Qt-free parts live in
@@ -24,21 +26,21 @@ import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox,
                             QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
 
 from .. import layer_meta
 from ..schema import LabelSchema, encode_class
-from . import logic
+from . import logic, shortcuts
 from .logic import KINDS
 from .workers import WindowCloseFilter, install_on_window
 
 if TYPE_CHECKING:
     import napari
 
-SLICE_SHORTCUT = "Shift-K"
+SLICE_SHORTCUT = shortcuts.SLICE_COMPLETE
 
 
 def brush_value(kind: str, class_index: int) -> int:
@@ -114,7 +116,11 @@ class AnnotationPanel(QWidget):
         self.complete_box = QGroupBox("Complete classes (partial; sparse slices)")
         self._complete_layout = QGridLayout(self.complete_box)
         self.class_checks: list[QCheckBox] = []
-        self.slice_button = QPushButton(f"Mark slice complete ({SLICE_SHORTCUT})")
+        self.slice_button = QPushButton(
+            f"Mark slice complete ({shortcuts.shown(SLICE_SHORTCUT)})")
+        self.keys_label = QLabel("")
+        self.keys_label.setWordWrap(True)
+        self.keys_label.setStyleSheet("color: gray")
         self.slices_label = QLabel("")
         self.slices_label.setWordWrap(True)
 
@@ -138,6 +144,7 @@ class AnnotationPanel(QWidget):
         layout.addWidget(self.complete_box)
         layout.addWidget(self.slice_button)
         layout.addWidget(self.slices_label)
+        layout.addWidget(self.keys_label)
         history = QGroupBox("Saved versions")
         history_layout = QVBoxLayout(history)
         row = QHBoxLayout()
@@ -166,6 +173,8 @@ class AnnotationPanel(QWidget):
         viewer.layers.events.removing.connect(self._on_removing)
         viewer.layers.selection.events.active.connect(self._sync_controls)
         viewer.bind_key(SLICE_SHORTCUT, self._slice_shortcut, overwrite=True)
+        for class_index, key in shortcuts.CLASS_KEYS.items():
+            viewer.bind_key(key, self._class_shortcut(class_index), overwrite=True)
         self.session.project_changed.connect(self._on_project)
         self.session.volume_changed.connect(self._on_volume)
         self.session.annotations_changed.connect(self._on_store_changed)
@@ -187,6 +196,31 @@ class AnnotationPanel(QWidget):
 
     def set_class(self, class_index: int) -> None:
         self.class_combo.setCurrentIndex(class_index)
+
+    def select_class(self, class_index: int):
+        """What Ctrl+``class_index`` does: the class becomes the brush of the active
+        layer — an annotation layer (in its kind's encoding) or the Review tab's
+        prediction layer (plain class values) — and the panel's class. Returns the layer
+        whose brush changed, or ``None``."""
+        from napari.layers import Labels
+
+        if not 0 <= class_index < self.schema.num_classes:
+            self.status.setText(f"No class {class_index}: the schema has classes 0–"
+                                f"{self.schema.num_classes - 1}.")
+            return None
+        self.set_class(class_index)  # an annotation layer follows (_sync_brush)
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, Labels):
+            return None
+        name = self.schema.classes[class_index].name
+        if layer.metadata.get(layer_meta.KIND):
+            self.status.setText(f"Painting {name} into '{layer.name}'.")
+            return layer
+        if layer.metadata.get(layer_meta.ROLE) == layer_meta.Role.PREDICTION:
+            layer.selected_label = class_index
+            self.status.setText(f"Correcting '{layer.name}' with {name}.")
+            return layer
+        return None
 
     def start_annotating(self):
         """Create or select the annotation layer for (image, kind); set the brush."""
@@ -341,7 +375,18 @@ class AnnotationPanel(QWidget):
         for i, label_class in enumerate(self.schema.classes):
             self.class_combo.addItem(_class_icon(label_class.color),
                                      f"{i}  {label_class.name}", i)
+            if i in shortcuts.CLASS_KEYS:
+                self.class_combo.setItemData(i, shortcuts.shown(shortcuts.CLASS_KEYS[i]),
+                                             Qt.ToolTipRole)
         self.class_combo.blockSignals(False)
+        keys = shortcuts.class_keys_text(self.schema.num_classes)
+        self.class_combo.setToolTip(f"The class to paint. {keys} on the image canvas picks "
+                                    "it for the active annotation layer (or the prediction "
+                                    "layer while correcting); napari keeps 1–7 for the "
+                                    "layer's modes.")
+        self.slice_button.setToolTip(f"{shortcuts.shown(SLICE_SHORTCUT)} on the image canvas "
+                                     "marks the slice shown complete (again: unmarks it)")
+        self.keys_label.setText(shortcuts.help_text(self.schema.num_classes))
         for box in self.class_checks:
             self._complete_layout.removeWidget(box)
             box.deleteLater()
@@ -403,8 +448,9 @@ class AnnotationPanel(QWidget):
         if self.kind != "sparse":
             self.slices_label.setText("")
         elif not slices:
-            self.slices_label.setText(f"No slice marked complete yet ({SLICE_SHORTCUT} marks "
-                                      "the slice shown).")
+            self.slices_label.setText("No slice marked complete yet ("
+                                      f"{shortcuts.shown(SLICE_SHORTCUT)} marks the slice "
+                                      "shown).")
         else:
             self.slices_label.setText("Complete slices: " + ", ".join(map(str, slices)))
 
@@ -415,6 +461,13 @@ class AnnotationPanel(QWidget):
         if layer is not None:
             layer.metadata[layer_meta.DECLARED_CLASSES] = self.declared_classes or None
             self._schedule()
+
+    def _class_shortcut(self, class_index: int):
+        def select(viewer=None):
+            self.select_class(class_index)
+
+        select.__doc__ = f"WeakSeg: paint class {class_index}"
+        return select
 
     def _slice_shortcut(self, viewer=None):
         self.set_kind("sparse")

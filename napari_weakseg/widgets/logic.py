@@ -314,6 +314,62 @@ def complete_slices(annotations: Iterable) -> set[int]:
     return out
 
 
+@dataclass(frozen=True)
+class GroundTruthCheck:
+    """The shown prediction against the volume's stored ground truth (Review tab).
+
+    ``scores``: ``evaluation.metrics.evaluate_volume`` per foreground class (3D Dice,
+    HD95 in mm on the volume's ``spacing`` (z, y, x)); ``truth`` is kept for rescoring
+    after corrections."""
+
+    truth: np.ndarray
+    spacing: tuple[float, float, float]
+    scores: dict
+
+
+def score_prediction(labels: np.ndarray, truth: np.ndarray, spacing,
+                     class_names: Sequence[str]) -> dict:
+    """Per foreground class, Dice and HD95 (mm) of ``labels`` against ``truth``
+    (:func:`napari_weakseg.evaluation.metrics.evaluate_volume`, strict empty rule)."""
+    from ..evaluation.metrics import evaluate_volume
+
+    classes = {c: name for c, name in enumerate(class_names) if c}
+    return evaluate_volume(np.asarray(labels), np.asarray(truth), spacing, classes)
+
+
+def check_ground_truth(project, volume, labels: np.ndarray) -> GroundTruthCheck | None:
+    """Read the volume's stored ground truth and score ``labels`` against it; ``None``
+    when it has none or its shape differs from the prediction's."""
+    record = project.volume(volume)
+    truth = project.ground_truth(record)
+    if truth is None or tuple(np.shape(truth)) != tuple(np.shape(labels)):
+        return None
+    spacing = tuple(float(s) for s in record.spacing)
+    return GroundTruthCheck(np.asarray(truth), spacing,
+                            score_prediction(labels, truth, spacing, project.schema.names))
+
+
+#: How the Review tab names a class's agreement status (``evaluate_volume``'s ``status``).
+SCORE_STATUS = {"ok": "", "both_empty": "absent in both",
+                "pred_empty": "missed (not predicted)", "gt_empty": "not in the ground truth"}
+
+
+def score_rows(scores: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """The Review tab's table: ``(class, Dice, HD95 mm, note)`` per class, then the mean
+    (Dice over the classes; HD95 over the classes where it is defined)."""
+    rows = []
+    for name, row in scores.items():
+        hd = row["hd95_mm"]
+        rows.append((name, f"{row['dice']:.3f}", "–" if not np.isfinite(hd) else f"{hd:.1f}",
+                     SCORE_STATUS.get(row["status"], row["status"])))
+    if scores:
+        dice = [float(r["dice"]) for r in scores.values()]
+        hds = [float(r["hd95_mm"]) for r in scores.values() if np.isfinite(r["hd95_mm"])]
+        rows.append(("mean", f"{np.mean(dice):.3f}",
+                     f"{np.mean(hds):.1f}" if hds else "–", ""))
+    return rows
+
+
 def rank_volumes(project_root: str | os.PathLike, model_path: str | os.PathLike,
                  names: Sequence[str] | None = None, device: str = "auto",
                  limit: int = 50) -> list[tuple[str, float]]:
@@ -497,14 +553,35 @@ def model_method(model_path: str | os.PathLike | None) -> str | None:
 @dataclass(frozen=True)
 class ValidationSummary:
     """What a run started now would validate on: volumes tagged ``split=val``, and those of
-    them with a reference mask (ground truth or a ``dense`` annotation)."""
+    them with a reference mask (ground truth or a ``dense`` annotation); without any, the
+    accepted slices held out of training (``training.holdout``): ``held_out`` slices of
+    ``held_out_volumes`` volumes."""
 
     tagged: int
     with_reference: int
+    held_out: int = 0
+    held_out_volumes: int = 0
+
+    def curve(self) -> str:
+        """What the Dice curve is computed on, for its title ("" without validation)."""
+        if self.with_reference:
+            return f"on {self.with_reference} split=val volume(s)"
+        if self.held_out:
+            from ..training.holdout import describe_held_out
+
+            return describe_held_out(self.held_out).removeprefix("validation Dice ")
+        return ""
 
     def message(self) -> str:
         if self.with_reference:
             return f"{self.with_reference} validation volume(s) with a reference mask."
+        if self.held_out:
+            from ..training.holdout import describe_held_out
+
+            text = describe_held_out(self.held_out, self.held_out_volumes)
+            return (f"{text[0].upper()}{text[1:]}: no split=val volume has a reference mask, "
+                    "so every 5th accepted slice is kept out of training and scored. Tag "
+                    "volumes split=val with ground truth to validate on whole volumes.")
         why = (f"{self.tagged} volume(s) tagged split=val, none with a reference mask"
                if self.tagged else "no volume is tagged split=val")
         return (f"0 validation volumes: tag some volumes split=val with a reference mask "
@@ -513,14 +590,20 @@ class ValidationSummary:
 
 
 def validation_summary(project) -> ValidationSummary:
-    """Count the project's validation volumes (see :class:`ValidationSummary`)."""
+    """Count the project's validation volumes, or else the accepted slices a run would
+    hold out (see :class:`ValidationSummary`; reads the manifest only)."""
+    from ..training.holdout import held_out_slices
+
     tagged = project.volumes(split="val")
     with_reference = 0
     for record in tagged:
         if project.has_ground_truth(record) or any(
                 a.kind == "dense" for a in project.annotations(record)):
             with_reference += 1
-    return ValidationSummary(len(tagged), with_reference)
+    if with_reference:
+        return ValidationSummary(len(tagged), with_reference)
+    held = held_out_slices(project)
+    return ValidationSummary(len(tagged), 0, sum(len(zs) for zs in held.values()), len(held))
 
 
 #: The splits offered in the Project tab (``None``: no split tag; the volume trains).

@@ -3,8 +3,16 @@ uncertainty (entropy) map, correct the prediction by painting into it, accept it
 the corrected slices/classes) as a ``sparse``/``partial`` annotation, retrain from the
 model, and see which slice / volume to annotate next (most uncertain first).
 
-Size: one Qt panel with six steps (predict, overlay, correct, accept, retrain, suggest);
-their logic lives in :mod:`.logic`, :mod:`napari_weakseg.weak.accept` and
+A project volume with stored ground truth also gets it as a contour layer (not editable)
+and a per-class table of 3D Dice and HD95 (mm, the volume's spacing) of the shown
+prediction against it — computed in the background by
+:func:`napari_weakseg.evaluation.metrics.evaluate_volume` and again after corrections.
+Keys (:mod:`.shortcuts`): Shift+Enter accepts the slice shown, Shift+N goes to the next
+suggested slice (Ctrl+digit, bound by the Annotate panel, picks the correction's class).
+
+Size: one Qt panel with seven steps (predict, overlay, compare with the ground truth,
+correct, accept, retrain, suggest); their logic lives in :mod:`.logic`,
+:mod:`napari_weakseg.weak.accept`, :mod:`napari_weakseg.evaluation` and
 :mod:`napari_weakseg.inference.suggest`.
 """
 
@@ -12,15 +20,19 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QListWidget,
-                            QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QGroupBox, QHBoxLayout,
+                            QHeaderView, QLabel, QListWidget, QPushButton, QTableWidget,
+                            QTableWidgetItem, QVBoxLayout, QWidget)
 
 from .. import layer_meta
-from . import logic
+from . import logic, shortcuts
+from .annotation import _class_icon
 
 if TYPE_CHECKING:
     import napari
@@ -47,6 +59,12 @@ class ReviewPanel(QWidget):
         self.preview_event = None         # training.events.Preview last shown
         self._entropy_to_show = None
         self._generation = 0              # +1 per final prediction: late previews are dropped
+        self.truth_check = None           # logic.GroundTruthCheck of the open volume
+        self._score_request = 0           # +1 per scoring: late results are dropped
+        self._scored = None               # fingerprint of the labels last scored
+        self._watched_layer = None        # the prediction layer whose edits rescore
+        self._visited: set[int] = set()   # suggested slices already shown (Shift+N)
+        self._suggest_text = ""
 
         self.model_combo = QComboBox()
         self.predict_button = QPushButton("Predict current volume")
@@ -72,15 +90,41 @@ class ReviewPanel(QWidget):
         for key, text in logic.ACCEPT_MODES.items():
             self.mode_combo.addItem(text, key)
         self.accept_button = QPushButton("Accept into annotations")
+        self.accept_button.setToolTip(
+            "Save the corrected prediction as an annotation "
+            f"({shortcuts.shown(shortcuts.ACCEPT_SLICE)} on the image canvas: the slice "
+            "shown, as a complete sparse slice)")
         self.retrain_button = QPushButton("Retrain (fine-tune from this model)")
         self.suggest_label = QLabel("")
         self.suggest_label.setWordWrap(True)
-        self.next_button = QPushButton("Go to most uncertain slice")
+        self.next_button = QPushButton(
+            f"Next suggested slice ({shortcuts.shown(shortcuts.NEXT_SLICE)})")
+        self.next_button.setToolTip("The most uncertain slice not complete yet; again: the "
+                                    "next one")
         self.rank_button = QPushButton("Rank volumes by uncertainty")
         self.rank_list = QListWidget()
         self.rank_list.setMaximumHeight(110)
         self.status = QLabel("Train a model (Train tab) or pick one, then predict.")
         self.status.setWordWrap(True)
+        self.truth_box = QGroupBox("Ground truth (stored for this volume)")
+        self.truth_label = QLabel("")
+        self.truth_label.setWordWrap(True)
+        self.truth_table = QTableWidget(0, 3)
+        self.truth_table.setHorizontalHeaderLabels(["Class", "Dice", "HD95 (mm)"])
+        self.truth_table.verticalHeader().setVisible(False)
+        self.truth_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.truth_table.setSelectionMode(QAbstractItemView.NoSelection)
+        self.truth_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.truth_box.setVisible(False)
+        self.keys_label = QLabel(f"Keys: {shortcuts.shown(shortcuts.ACCEPT_SLICE)} accept "
+                                 f"the slice shown · {shortcuts.shown(shortcuts.NEXT_SLICE)} "
+                                 "next suggested slice · Ctrl+digit the class to paint")
+        self.keys_label.setWordWrap(True)
+        self.keys_label.setStyleSheet("color: gray")
+        self._rescore_timer = QTimer(self)
+        self._rescore_timer.setSingleShot(True)
+        self._rescore_timer.setInterval(600)
+        self._rescore_timer.timeout.connect(self._rescore)
 
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
@@ -91,6 +135,10 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.post_combo)
         layout.addWidget(self.auto_check)
         layout.addWidget(self.preview_check)
+        truth_layout = QVBoxLayout(self.truth_box)
+        truth_layout.addWidget(self.truth_label)
+        truth_layout.addWidget(self.truth_table)
+        layout.addWidget(self.truth_box)
         accept_box = QGroupBox("Correct, then accept")
         accept_layout = QVBoxLayout(accept_box)
         hint = QLabel("Paint corrections into the prediction layer (eraser = background).")
@@ -99,6 +147,7 @@ class ReviewPanel(QWidget):
         accept_layout.addWidget(self.mode_combo)
         accept_layout.addWidget(self.accept_button)
         accept_layout.addWidget(self.retrain_button)
+        accept_layout.addWidget(self.keys_label)
         layout.addWidget(accept_box)
         suggest_box = QGroupBox("Annotate next")
         suggest_layout = QVBoxLayout(suggest_box)
@@ -123,6 +172,8 @@ class ReviewPanel(QWidget):
         session.volume_changed.connect(self._on_volume)
         session.training_state.connect(lambda *_: self._update_buttons())
         session.preview_ready.connect(self._on_preview)
+        viewer.bind_key(shortcuts.ACCEPT_SLICE, self._accept_shortcut, overwrite=True)
+        viewer.bind_key(shortcuts.NEXT_SLICE, self._next_shortcut, overwrite=True)
         self.refresh_models()
 
     # -- public API --------------------------------------------------------------------
@@ -277,6 +328,10 @@ class ReviewPanel(QWidget):
             self.last_accepted = record
             self.status.setText(f"Accepted {accepted.summary} → {record.kind} "
                                 f"v{record.version}. Retrain to learn from it.")
+            if accepted.kind == "sparse" and accepted.slices:  # complete now: not suggested
+                self.suggested_slices = [(z, score) for z, score in self.suggested_slices
+                                         if z not in accepted.slices]
+                self._show_suggestions()
             self.session.annotations_changed.emit(volume.name, record.kind)
 
         self.session.executor.run(logic.save_accepted, project, volume, accepted,
@@ -289,15 +344,41 @@ class ReviewPanel(QWidget):
         if self.model_path is not None:
             self.session.retrain_requested.emit(self.model_path)
 
+    def accept_current_slice(self):
+        """What Shift+Enter does: accept the slice shown as a complete sparse slice (the
+        mode chosen in the list stays chosen)."""
+        index = self.mode_combo.currentIndex()
+        try:
+            return self.accept("current_slice")
+        finally:
+            self.mode_combo.setCurrentIndex(index)
+
     def go_to_next_slice(self) -> int | None:
-        """Show the most uncertain slice not yet complete."""
+        """Show the most uncertain slice not complete yet; called again (Shift+N), the
+        next one in the ranking, from the top once every suggestion was shown."""
         if not self.suggested_slices:
             return None
-        z = self.suggested_slices[0][0]
+        ranking = [z for z, _ in self.suggested_slices]
+        pending = [z for z in ranking if z not in self._visited]
+        if not pending:
+            self._visited.clear()
+            pending = ranking
+        z = pending[0]
+        self._visited.add(z)
         image = self._image or self.image_layer()
         axis = (image.ndim - 3) if image is not None and image.ndim >= 3 else 0
         self.viewer.dims.set_current_step(axis, z)
+        self.status.setText(
+            f"Slice z={z}: suggestion {ranking.index(z) + 1} of {len(ranking)}. Correct it, "
+            f"then {shortcuts.shown(shortcuts.ACCEPT_SLICE)} accepts it; "
+            f"{shortcuts.shown(shortcuts.NEXT_SLICE)} goes on.")
         return z
+
+    @property
+    def ground_truth_layer(self):
+        image = self._image or self.image_layer()
+        name = f"{image.name} [ground truth]" if image is not None else None
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
     def rank_volumes(self) -> None:
         """Predict the training-candidate volumes in the background; most uncertain
@@ -394,15 +475,17 @@ class ReviewPanel(QWidget):
                 done = set()
         self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done,
                                                   probabilities=prediction.probabilities)
-        top = ", ".join(f"z={z} ({s:.2f})" for z, s in self.suggested_slices[:3])
+        self._visited = set()
         where = "" if frame is None else f" of frame t={frame}"
         probabilities = prediction.probabilities
         measure = "mean entropy" if probabilities is None else \
             "entropy over the possible foreground"
         ceiling = math.log(max(len(probabilities) if probabilities is not None else 2, 2))
-        self.suggest_label.setText(
-            f"Most uncertain slices{where} ({measure}, 0 = sure … {ceiling:.2f} = no idea): "
-            f"{top}" if top else "Every slice is already complete.")
+        self._suggest_text = (f"Most uncertain slices{where} ({measure}, 0 = sure … "
+                              f"{ceiling:.2f} = no idea): ")
+        self._show_suggestions()
+        self._watch_prediction(self.viewer.layers[name])
+        self._score(image, np.asarray(prediction.labels) if frame is None else None)
         post = getattr(prediction, "postprocess", None)
         seconds = self.predict_seconds or 0.0
         if frame is None:
@@ -459,6 +542,9 @@ class ReviewPanel(QWidget):
             self.predict()
 
     def _on_volume(self, volume) -> None:
+        self._score_request += 1  # a comparison still running belongs to the last volume
+        self._clear_truth()
+        self._watched_layer = None
         self.prediction = None
         self.original = None
         self._image = None
@@ -469,8 +555,133 @@ class ReviewPanel(QWidget):
 
     def _clear_suggestions(self) -> None:
         self.suggested_slices = []
+        self._visited = set()
         self.suggest_label.setText("")
         self.next_button.setEnabled(False)
+
+    def _show_suggestions(self) -> None:
+        top = ", ".join(f"z={z} ({s:.2f})" for z, s in self.suggested_slices[:3])
+        self.suggest_label.setText(self._suggest_text + top if top else
+                                   "Every slice is already complete.")
+        self.next_button.setEnabled(bool(self.suggested_slices))
+
+    def _accept_shortcut(self, viewer=None) -> None:
+        self.accept_current_slice()
+
+    def _next_shortcut(self, viewer=None) -> None:
+        self.go_to_next_slice()
+
+    # -- ground truth ------------------------------------------------------------------
+    def _score(self, image, labels) -> None:
+        """Compare ``labels`` (the shown prediction of the open project volume) with its
+        stored ground truth in the background: the contour layer and the Dice/HD95 table
+        appear when done. Nothing (and nothing shown) without ground truth."""
+        project, volume = self.session.project, self.session.volume
+        self._score_request += 1
+        request = self._score_request
+        try:
+            has_truth = labels is not None and project is not None and volume is not None \
+                and project.has_ground_truth(volume)
+        except Exception:  # a store that cannot be read now: no comparison
+            has_truth = False
+        if not has_truth:
+            self._clear_truth()
+            return
+        labels = np.array(labels, copy=True)
+        self._scored = logic.fingerprint(labels)
+        check = self.truth_check
+        if check is None:
+            task, args = logic.check_ground_truth, (project, volume, labels)
+        else:  # the ground truth is read once per volume
+            task, args = self._rescored, (check, labels, project.schema.names)
+        self.truth_label.setText("Comparing with the ground truth…")
+
+        def done(result):
+            if request != self._score_request or image not in self.viewer.layers:
+                return  # a newer prediction, edit or volume came meanwhile
+            if result is None:
+                self._clear_truth()
+                return
+            self.truth_check = result
+            self._show_truth(image, result)
+
+        def failed(exc):
+            if request == self._score_request:
+                self.truth_label.setText(f"Could not compare with the ground truth: {exc}")
+
+        self.session.executor.run(task, *args, on_done=done, on_error=failed)
+
+    @staticmethod
+    def _rescored(check, labels, names):
+        return replace(check, scores=logic.score_prediction(labels, check.truth, check.spacing,
+                                                            names))
+
+    def _show_truth(self, image, check) -> None:
+        schema = self._schema()
+        name = f"{image.name} [ground truth]"
+        if name not in self.viewer.layers:
+            active = self.viewer.layers.selection.active
+            layer = self.viewer.add_labels(
+                np.asarray(check.truth), name=name, colormap=schema.dense_colormap(),
+                opacity=0.5, blending="translucent",
+                features={"index": list(range(schema.num_classes)), "class": schema.names},
+                metadata={**dict(image.metadata or {}),
+                          layer_meta.ROLE: layer_meta.Role.GROUND_TRUTH},
+                **self._layer_base(image))
+            layer.contour = 1
+            layer.editable = False  # reference, not a canvas: painting it needs intent
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active  # keep the user's tool
+        spacing = " × ".join(f"{s:g}" for s in check.spacing)
+        self.truth_label.setText(
+            f"Shown prediction vs the stored ground truth (contours: '{name}'): 3D Dice and "
+            f"HD95 in mm at the volume's spacing {spacing} mm (z × y × x). Updated as you "
+            "correct.")
+        rows = logic.score_rows(check.scores)
+        colors = {c.name: c.color for c in schema.classes}
+        self.truth_table.setRowCount(len(rows))
+        for r, (label, dice, hd95, note) in enumerate(rows):
+            for c, text in enumerate((label, dice, hd95)):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                elif label in colors:
+                    item.setIcon(_class_icon(colors[label]))
+                if note:
+                    item.setToolTip(note)
+                self.truth_table.setItem(r, c, item)
+        height = self.truth_table.horizontalHeader().height() + 4 + sum(
+            self.truth_table.rowHeight(r) for r in range(len(rows)))
+        self.truth_table.setFixedHeight(height)
+        self.truth_box.setVisible(True)
+
+    def _clear_truth(self) -> None:
+        self.truth_check = None
+        self._scored = None
+        self._rescore_timer.stop()
+        self.truth_table.setRowCount(0)
+        self.truth_label.setText("")
+        self.truth_box.setVisible(False)
+
+    def _watch_prediction(self, layer) -> None:
+        """Rescore (debounced) when the prediction layer is corrected."""
+        if layer is self._watched_layer:
+            return
+        self._watched_layer = layer
+        layer.events.paint.connect(self._schedule_rescore)
+        layer.events.set_data.connect(self._schedule_rescore)
+
+    def _schedule_rescore(self, *_) -> None:
+        if self.truth_check is not None:
+            self._rescore_timer.start()
+
+    def _rescore(self) -> None:
+        layer = self.prediction_layer
+        if layer is None or self.truth_check is None or self._frame is not None or \
+                layer is not self._watched_layer:
+            return
+        if logic.fingerprint(layer.data) != self._scored:
+            self._score(self._image or self.image_layer(), layer.data)
 
     # -- live previews -----------------------------------------------------------------
     @property

@@ -248,6 +248,7 @@ class TrainPanel(QWidget):
         self.resume_button.clicked.connect(lambda: self.resume_training())
         session.project_changed.connect(self._on_project)
         session.annotations_changed.connect(lambda *_: self.refresh_methods())
+        session.annotations_changed.connect(lambda *_: self._show_validation())
         session.models_changed.connect(self.refresh_models)
         session.volumes_changed.connect(lambda *_: self._show_validation())
         session.retrain_requested.connect(lambda path: self.start_training(init_model=path))
@@ -664,15 +665,16 @@ class TrainPanel(QWidget):
             summary = logic.validation_summary(project)
         except Exception:  # a store that cannot be read now: say nothing rather than wrong
             return
-        if val_volumes is not None:
+        if val_volumes is not None and not (summary.held_out and val_volumes):
             summary = logic.ValidationSummary(summary.tagged, int(val_volumes))
         text = summary.message()
         self.validation_label.setText(text)
-        self.dice_plot.empty_text = ("no data yet" if summary.with_reference else
-                                     "no validation volumes (tag split=val, Project tab)")
-        self.dice_plot.title = ("Validation Dice" + (
-            f" on {summary.with_reference} split=val volume(s)" if summary.with_reference
-            else ""))
+        has_curve = bool(summary.with_reference or summary.held_out)
+        self.dice_plot.empty_text = ("no data yet" if has_curve else
+                                     "no validation volumes (tag split=val, Project tab) and "
+                                     "fewer than 2 accepted slices to hold out")
+        self.dice_plot.title = " ".join(filter(None, ("Validation Dice", summary.curve())))
+        self.dice_plot.setToolTip(text)
         self.dice_plot.update()
 
     def _open_progress(self, total: int, start: int, method: str) -> None:

@@ -238,3 +238,44 @@ def test_training_stream_reports_failures(tiny_project, tmp_path, events, error)
     with Project.open(tiny_project) as project:
         assert project.run(handle.run_id).status == "failed"
         assert project.models() == []
+
+
+# -- issue 17: validation on held-out accepted slices; the Review tab's ground-truth table --
+def _accept_slices(project, volume, zs):
+    truth = project.ground_truth(volume)
+    data = np.zeros(truth.shape, np.uint8)
+    data[zs] = truth[zs] + 1
+    project.save_annotation(volume, "sparse", data,
+                            declared_slices={z: (0, 1, 2, 3) for z in zs})
+
+
+def test_validation_summary_holds_out_accepted_slices_without_reference(tiny_project):
+    with Project.open(tiny_project) as project:
+        assert logic.validation_summary(project) == logic.ValidationSummary(1, 1)
+        logic.set_split(project, ["synth001_frame10"], None)  # no reference validation left
+        summary = logic.validation_summary(project)
+        assert (summary.with_reference, summary.held_out) == (0, 0)  # nothing accepted yet
+        assert summary.message().startswith("0 validation volumes")
+        _accept_slices(project, "synth000_frame01", [0])
+        assert logic.validation_summary(project).held_out == 0  # one slice: not enough
+        _accept_slices(project, "synth000_frame10", [1, 2])
+        summary = logic.validation_summary(project)
+    assert (summary.held_out, summary.held_out_volumes) == (1, 1)
+    assert summary.message().startswith("Validation Dice on 1 held-out corrected slice of 1 "
+                                        "volume (not used for training)")
+    assert summary.curve() == "on 1 held-out corrected slice (not used for training)"
+    assert logic.ValidationSummary(1, 1).curve() == "on 1 split=val volume(s)"
+
+
+def test_score_rows_format_dice_hd95_and_the_mean():
+    truth = np.zeros((3, 12, 12), np.uint8)
+    truth[:, 2:6, 2:6] = 1
+    truth[:, 7:10, 7:10] = 3
+    labels = truth.copy()
+    labels[:, 7:10, 7:10] = 0  # LV missed
+    scores = logic.score_prediction(labels, truth, (10.0, 2.0, 2.0),
+                                    ["background", "RV", "MYO", "LV"])
+    rows = logic.score_rows(scores)
+    assert rows == [("RV", "1.000", "0.0", ""), ("MYO", "1.000", "0.0", "absent in both"),
+                    ("LV", "0.000", "–", "missed (not predicted)"),
+                    ("mean", "0.667", "0.0", "")]

@@ -110,3 +110,81 @@ def test_rank_volumes_and_retrain_request(predicted, tiny_model):
     widget.session.retrain_requested.connect(requested.append)
     review.retrain()
     assert [p.resolve() for p in requested] == [tiny_model.resolve()]
+
+
+# -- ground truth in the Review tab (issue 17) ------------------------------------------------
+def test_ground_truth_contours_and_per_class_dice_hd95(predicted, tiny_project, qtbot,
+                                                       screenshot_dir):
+    from napari_weakseg.evaluation.metrics import evaluate_volume
+
+    viewer, widget, review = predicted
+    image = widget.session.image_layer
+    layer = review.ground_truth_layer
+    assert layer is not None and layer.name == f"{VOLUME} [ground truth]"
+    assert layer.contour == 1 and layer.opacity == 0.5 and not layer.editable
+    assert layer.metadata["weakseg_role"] == "ground_truth"
+    assert list(layer.features["class"]) == ["background", "RV", "MYO", "LV"]
+    np.testing.assert_allclose(layer.scale, image.scale)
+    assert viewer.layers.selection.active is review.prediction_layer  # still the one to paint
+    with Project.open(tiny_project) as project:
+        truth = project.ground_truth(VOLUME)
+        spacing = project.volume(VOLUME).spacing
+    np.testing.assert_array_equal(layer.data, truth)
+    expected = evaluate_volume(review.prediction.labels, truth, spacing,
+                               {1: "RV", 2: "MYO", 3: "LV"})
+    table = review.truth_table
+    assert review.truth_box.isVisibleTo(widget.review_panel)
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["RV", "MYO", "LV",
+                                                                         "mean"]
+    for r, name in enumerate(("RV", "MYO", "LV")):
+        assert table.item(r, 1).text() == f"{expected[name]['dice']:.3f}"
+        hd = expected[name]["hd95_mm"]
+        assert table.item(r, 2).text() == ("–" if np.isnan(hd) else f"{hd:.1f}")
+    assert "mm" in review.truth_label.text() and "10 × " in review.truth_label.text()
+
+    # correcting the prediction into the ground truth: rescored (debounced, background)
+    pred = review.prediction_layer
+    changed = np.nonzero(np.asarray(pred.data) != truth)
+    pred.data_setitem(changed, truth[changed].astype(pred.data.dtype))
+    qtbot.waitUntil(lambda: table.item(3, 1).text() == "1.000", timeout=30000)
+    assert [table.item(r, 1).text() for r in range(3)] == ["1.000"] * 3
+    assert [table.item(r, 2).text() for r in range(3)] == ["0.0"] * 3
+
+    viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
+    viewer.window.resize(1500, 1000)
+    widget.show_panel("Review")
+    viewer.dims.set_current_step(0, 1)
+    qtbot.waitUntil(widget.isVisible, timeout=60000)
+    shifted = np.roll(truth, 2, axis=2).astype(pred.data.dtype)  # a plausible "prediction"
+    changed = np.nonzero(np.asarray(pred.data) != shifted)
+    pred.data_setitem(changed, shifted[changed])
+    expected = evaluate_volume(shifted, truth, spacing, {1: "RV", 2: "MYO", 3: "LV"})
+    qtbot.waitUntil(lambda: table.item(2, 1).text() == f"{expected['LV']['dice']:.3f}",
+                    timeout=30000)
+    assert table.item(2, 2).text() == f"{expected['LV']['hd95_mm']:.1f}"
+    viewer.reset_view()
+    qtbot.wait(300)
+    save_screenshot(viewer, screenshot_dir / "review_ground_truth.png")
+
+
+def test_no_ground_truth_no_layer_no_table(make_napari_viewer, tiny_project, tiny_model):
+    with Project.open(tiny_project) as project:
+        source = project.volume(VOLUME)
+        project.add_volume(source.image_path, name="no_truth")
+    viewer = make_napari_viewer(show=True)
+    widget = WeakSegWidget(viewer, executor=SynchronousExecutor())
+    widget.project_panel.open_project(tiny_project)
+    widget.project_panel.open_volume("no_truth")
+    review = widget.review_panel
+    assert review.predict(tiny_model)
+    assert review.prediction_layer is not None
+    assert review.ground_truth_layer is None
+    assert not any("[ground truth]" in layer.name for layer in viewer.layers)
+    assert review.truth_table.rowCount() == 0 and not review.truth_box.isVisibleTo(review)
+    # a volume with ground truth after one without: shown; back again: gone
+    widget.project_panel.open_volume(VOLUME)
+    assert review.predict(tiny_model) and review.ground_truth_layer is not None
+    widget.project_panel.open_volume("no_truth")
+    assert review.predict(tiny_model)
+    assert review.ground_truth_layer is None and not review.truth_box.isVisibleTo(review)
+    assert not any("[ground truth]" in layer.name for layer in viewer.layers)

@@ -160,3 +160,37 @@ def test_a_budget_stopped_run_is_offered_for_resume_after_reopening(make_napari_
     assert train.resume_button.isEnabled()  # old code: offered once, not after reopening
     assert f"Run {run_dir.name} stopped at its time budget" in train.status.text()
     widget.close_session()
+
+
+def test_the_dice_curve_says_it_is_computed_on_held_out_slices(make_napari_viewer,
+                                                               tiny_project):
+    """Issue 17: no split=val volume with a reference, but accepted slices: the curve
+    validates on held-out slices, and the Train tab says so."""
+    from napari_weakseg.training.events import Started
+    from napari_weakseg.widgets import logic
+
+    with Project.open(tiny_project) as project:
+        logic.set_split(project, ["synth001_frame10"], None)
+        for name, zs in (("synth000_frame01", [0, 1]), ("synth000_frame10", [2])):
+            truth = project.ground_truth(name)
+            data = np.zeros(truth.shape, np.uint8)
+            data[zs] = truth[zs] + 1
+            project.save_annotation(name, "sparse", data,
+                                    declared_slices={z: (0, 1, 2, 3) for z in zs})
+    viewer = make_napari_viewer()
+    widget = WeakSegWidget(viewer, executor=SynchronousExecutor())
+    widget.project_panel.open_project(tiny_project)
+    train = widget.train_panel
+    text = train.validation_label.text()
+    assert text.startswith("Validation Dice on 1 held-out corrected slice of 1 volume (not "
+                           "used for training)")
+    assert train.dice_plot.title == ("Validation Dice on 1 held-out corrected slice (not used "
+                                     "for training)")
+    assert train.dice_plot.empty_text == "no data yet" and train.dice_plot.toolTip() == text
+    train.handle = logic.RunHandle(run=None, run_id=None, run_dir=tiny_project,
+                                   model_name="x", iterations=10)
+    train._on_event(Started(run_dir="x", method="mixed", iterations=10, start_iteration=0,
+                            device="cpu", train_slices=8, val_volumes=1))
+    assert train.validation_label.text() == text  # the run validates on them
+    train._close_progress()
+    train.handle = None
