@@ -123,6 +123,8 @@ def main(argv=None):
     parser.add_argument("--no-prefetch", action="store_true",
                         help="ours without the batch prefetching thread")
     parser.add_argument("--profile", default="paper")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="ours with TrainConfig.channels_last")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,7 +200,8 @@ def vs_baseline(args, device) -> int:
     print("|---|---|---|---|---|" + "---|" * len(args.baseline_workers) + "---|")
     for method in args.methods:
         config = profile(args.profile, method=method, device=str(device),
-                         threads=args.threads, prefetch=not args.no_prefetch)
+                         threads=args.threads, prefetch=not args.no_prefetch,
+                         channels_last=args.channels_last)
         ours, base = [], {w: [] for w in args.baseline_workers}
         for _ in range(args.repeats):
             ours.append(ours_iterations_per_second(method, data, config, args.warmup,

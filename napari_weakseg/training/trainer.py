@@ -212,6 +212,8 @@ class Trainer:
             start = int(state["iteration"])
             best = None if state["best_mean_dice"] < 0 else float(state["best_mean_dice"])
             history = list(state["history"])
+        if cfg.channels_last:  # NHWC convolutions (weights and inputs); same maths
+            net = net.to(memory_format=torch.channels_last)
         model_for_step = net
         if distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -255,6 +257,8 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = to_tensors(prefetch.take(iteration), device)
+                if cfg.channels_last:
+                    batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
                 torch.manual_seed(mix_seed(cfg.seed, iteration * 7919 + self.rank))
                 np_state = np.random.default_rng([cfg.seed, iteration, self.rank, 1])
                 batch["rng"] = np_state

@@ -36,7 +36,7 @@ from ...io.atomic import atomic_path, write_text_atomic
 from ...io.paths import OutputFolder
 from ...schema import LabelSchema
 from .cohort import ExportItem, safe_name
-from .measure import CARDIAC_COLUMNS, EF_RANGE
+from .measure import CARDIAC_COLUMNS, EF_RANGE, FRAGMENT_FRACTION
 from .records import QC_DIR, QC_INDEX, ExportRecord, qc_anchors, record_path
 from .tables import Summary, summarise
 
@@ -203,7 +203,12 @@ def _entries(items: Sequence[ExportItem], summary: Summary, lowest: int) -> list
         if status == "ok":
             entry.uncertainty = rec.measurements.get("mean_uncertainty")
             frame = str(item.tags.get("frame", "")).upper()
-            flags = list(rec.measurements.get("qc", []))
+            # a raw-output fragment that post-processing removed does not need a look:
+            # only fragments of the measured mask count here (as in cardiac.csv)
+            outside = rec.measurements.get("measured_outside", {})
+            flags = [f for f in rec.measurements.get("qc", [])
+                     if not f.startswith("fragmented:") or
+                     outside.get(f.partition(":")[2], 1.0) >= FRAGMENT_FRACTION]
             for flag in summary.pair_qc.get(summary.subject_of.get(item.name, ""), []):
                 kind, _, where = flag.partition("@")
                 if not where or where == frame:
