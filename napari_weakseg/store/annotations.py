@@ -43,8 +43,8 @@ class CorruptFileError(VolumeError):
     """A committed file's bytes do not match the checksum in the manifest."""
 
 
-class AnnotationRepository:
-    """The ``annotations`` rows of one project and their files."""
+class _LabelRepository:
+    """Rows of one project whose files are label maps on its volumes' grids."""
 
     def __init__(self, db: ManifestConnection, volumes: VolumeRepository,
                  schema: LabelSchema):
@@ -52,6 +52,10 @@ class AnnotationRepository:
         self.root = db.root
         self.volumes = volumes
         self.schema = schema
+
+
+class AnnotationRepository(_LabelRepository):
+    """The ``annotations`` rows of one project and their files."""
 
     @property
     def num_classes(self) -> int:
@@ -269,15 +273,8 @@ class AnnotationRepository:
             counts={int(k): v for k, v in json.loads(row["counts"]).items()})
 
 
-class GroundTruthRepository:
+class GroundTruthRepository(_LabelRepository):
     """The ``ground_truth`` rows of one project and their files."""
-
-    def __init__(self, db: ManifestConnection, volumes: VolumeRepository,
-                 schema: LabelSchema):
-        self.db = db
-        self.root = db.root
-        self.volumes = volumes
-        self.schema = schema
 
     def set(self, volume: VolumeRef, data: ArrayOrPath, *, source: str | None = None,
             geometry: VolumeGeometry | None = None) -> GroundTruthRecord:
