@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument("--acdc", type=Path, default=DEFAULT_ACDC)
     parser.add_argument("--out", type=Path, help="run folder to keep (model in OUT/model)")
     parser.add_argument("--limit", type=int, help="use only the first N training volumes")
+    parser.add_argument("--lr", type=float, help="base learning rate (default: the method's; "
+                        "a fine-tune's default is scaled, see TrainConfig.fine_tune_lr_scale)")
     parser.add_argument("--init", type=Path, metavar="MODEL",
                         help="fine-tune from this model folder (e.g. models/acdc-cine-effdnet); "
                              "size, width and pre-/post-processing come from it")
@@ -151,6 +153,7 @@ def main(argv=None) -> int:
                                    "target_spacing": args.target_spacing,
                                    "intensity_augmentation": args.intensity_augmentation,
                                    "init_model": str(args.init) if args.init else None,
+                                   "lr": args.lr,
                                    }.items()
                  if v is not None}
     config = profile(args.profile, method=args.method, device=args.device,

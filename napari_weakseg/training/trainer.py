@@ -158,7 +158,8 @@ class Trainer:
         method.setup(net)
         extras = {k: m.to(device) for k, m in method.extra_modules().items()}
         spec = method.optimizer
-        lr = cfg.lr if cfg.lr is not None else spec.lr
+        lr = cfg.lr if cfg.lr is not None else spec.lr * (
+            cfg.fine_tune_lr_scale if cfg.init_model else 1.0)
         params = list(net.parameters()) + [p for m in extras.values() for p in m.parameters()]
         if spec.name == "adamw":
             optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)

@@ -122,6 +122,23 @@ def test_fine_tune_from_model_folder(tmp_path, data):
                 ["background", "liver"], tmp_path / "other").run()
 
 
+@pytest.mark.parametrize("overrides,expected_lr", [
+    ({}, 0.003),                                  # pCE's 0.03 × the fine-tune scale 0.1
+    ({"fine_tune_lr_scale": 0.5}, 0.015),
+    ({"lr": 0.02}, 0.02),                         # an explicit rate wins
+])
+def test_a_fine_tune_starts_at_a_fraction_of_the_methods_rate(tmp_path, data, overrides,
+                                                               expected_lr):
+    base = Trainer(tiny_config(iterations=2, val_every=2), data.train, data.val,
+                   data.class_names, tmp_path / "base").run()
+    events = []
+    Trainer(tiny_config(iterations=2, val_every=2, init_model=str(base.model_dir),
+                        **overrides), data.train, data.val, data.class_names,
+            tmp_path / "tuned", emit=events.append).run()
+    first = next(e for e in events if isinstance(e, Progress))
+    assert first.lr == pytest.approx(expected_lr)
+
+
 def test_worker_process_cancel_then_resume(tmp_path):
     run = TrainingRun(tmp_path / "run", tiny_config(iterations=400, checkpoint_every=5,
                                                     val_every=1000), SOURCE).start()
