@@ -53,6 +53,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--json", type=Path, help="also write the per-volume scores here")
+    parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="average the prediction over horizontal/vertical flips "
+                             "(default: what the model records)")
     args = parser.parse_args(argv)
     if not (args.acdc / "splits.json").exists():
         print(f"ACDC data not found at {args.acdc}", file=sys.stderr)
@@ -70,7 +73,8 @@ def main(argv=None) -> int:
         names = [c for c in splits["train"] if c.split("_")[0] in held][:args.limit]
     else:
         names = splits[args.split][:args.limit]
-    predictor = Predictor(args.model, device=args.device, postprocess="none")
+    predictor = Predictor(args.model, device=args.device, postprocess="none",
+                          flip_tta=args.flip_tta)
     classes = predictor.classes
     rules = LabelSchema.cardiac().rules()
     started = time.perf_counter()
@@ -105,7 +109,7 @@ def main(argv=None) -> int:
 
     print(f"\n### Post-processing ablation: {args.model} on ACDC {args.split} ({len(names)} "
           f"volumes, {len(pairs)} ED/ES pairs; {predictor.preprocessing.describe()}; "
-          f"{seconds:.0f} s)\n")
+          f"flip TTA {'on' if predictor.flip_tta else 'off'}; {seconds:.0f} s)\n")
     fg = classes[1:]
     print("| post-processing | " + " | ".join(f"{c} Dice" for c in fg)
           + " | mean Dice | lost class-volumes (Dice < 0.1) | LV EF error (pts, mean) |")

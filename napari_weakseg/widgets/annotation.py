@@ -103,6 +103,7 @@ class AnnotationPanel(QWidget):
         self._seq = 0
         self._committed: dict[tuple, int] = {}   # (project, volume, kind) → save sequence
         self._watched: dict[int, object] = {}
+        self._versions_request = 0             # newest background refresh of the list
 
         self.image_combo = QComboBox()
         self.kind_combo = QComboBox()
@@ -474,15 +475,27 @@ class AnnotationPanel(QWidget):
         self.toggle_slice_complete()
 
     def _refresh_versions(self):
-        self.version_combo.clear()
-        try:
-            records = self.versions()
-        except Exception:
-            records = []
-        for record in reversed(records):
-            self.version_combo.addItem(logic.version_label(record, self.schema.names),
-                                       record.version)
-        self.restore_button.setEnabled(len(records) > 1)
+        """Refill the versions list from the store, in the background: it runs on every
+        change of the active layer, and a query waiting on the manifest (a training process
+        writing to it) stalled the viewer by ~40 ms (benchmarks/gui_latency.py
+        --trace-stalls)."""
+        self._versions_request += 1
+        request, kind = self._versions_request, self.kind
+
+        def fill(records):
+            if request != self._versions_request:
+                return  # a newer refresh is on its way
+            try:
+                self.version_combo.clear()
+            except RuntimeError:  # the panel was closed while the query ran
+                return
+            for record in reversed(records):
+                self.version_combo.addItem(logic.version_label(record, self.schema.names),
+                                           record.version)
+            self.restore_button.setEnabled(len(records) > 1)
+
+        self.session.executor.run(self.versions, kind, on_done=fill,
+                                  on_error=lambda exc: fill([]))
 
     def _restore_selected(self):
         version = self.version_combo.currentData()
