@@ -117,7 +117,7 @@ class StallTracer:
     def report(self) -> None:
         self._stop.set()
         print("\nWhere the main thread was during stalls (20 ms samples):")
-        for key, count in sorted(self.samples.items(), key=lambda kv: -kv[1])[:15]:
+        for key, count in sorted(self.samples.items(), key=lambda kv: -kv[1])[:30]:
             print(f"  {count * 20:5d} ms  {key}")
 
 

@@ -6,7 +6,7 @@ Stages, each importing only from the stages before it (and from itself):
     io ← store ← weak ← nets, methods ← training, datasets, inference ← evaluation ← faces
 
 with the core utilities (errors, schema, pre-/post-processing, zoo, synthetic data, states,
-runtime helpers, layer-metadata keys) importable from everywhere and importing only each
+runtime helpers, layer-metadata keys, option declarations) importable from everywhere and importing only each
 other and ``io``. Besides the order: ``inference`` never imports ``training`` or the store;
 ``nets`` never imports ``methods`` (methods sit on the networks); ``datasets`` imports only
 ``io``, the weak labels, the core utilities (schema, pre-processing, …) and the volume type of
@@ -33,7 +33,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_weakseg"
 
 CORE = {"errors", "schema", "preprocess", "postprocess", "zoo", "synthetic", "states",
-        "runtime", "layer_meta"}
+        "runtime", "layer_meta", "fields"}
 #: stage rank of each top-level part of the package (core utilities: see CORE)
 STAGES = {
     "io": 0,
@@ -57,7 +57,8 @@ GUI = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vi
 GUI_ALLOWED = {"widgets", "launch"}
 #: parts whose modules must not import torch at module level (napari starts fast)
 NO_TOP_LEVEL_TORCH = {"io", "store", "weak", "__init__", "plugin", "schema", "errors",
-                      "states", "runtime", "layer_meta", "zoo", "synthetic", "postprocess"}
+                      "states", "runtime", "layer_meta", "zoo", "synthetic", "postprocess",
+                      "fields"}
 
 #: importer module → imported part: known arrows against the rules, with the reason
 ALLOWED = {

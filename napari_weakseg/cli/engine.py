@@ -14,6 +14,9 @@ from ..errors import InputError, OptionError
 
 
 def register(subparsers) -> None:
+    from ..fields import add_arguments
+    from ..training.config import TrainConfig
+
     train = subparsers.add_parser(
         "train", help="train a model on a project's annotations (in a separate process)",
         description="Train METHOD on the annotated volumes of PROJECT; validate on volumes "
@@ -27,27 +30,13 @@ def register(subparsers) -> None:
     train.add_argument("--profile", default=None,
                        help="cpu (the default without a CUDA GPU), paper (the default with "
                             "one), or quick-cpu")
-    train.add_argument("--iterations", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--size", type=int, help="training slice size (multiple of 16)")
-    train.add_argument("--width", type=int, help="U-Net base width")
-    train.add_argument("--lr", type=float)
-    train.add_argument("--init", help="model folder, or zoo model name, to fine-tune from")
-    train.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps")
+    # --iterations --batch-size --size --width --lr --val-every --device --threads --init
+    # --minutes --preprocessing --target-spacing --normalisation --postprocess: declared once
+    # with TrainConfig's fields (napari_weakseg.fields); not given = the profile's value
+    add_arguments(train, TrainConfig)
     train.add_argument("--val", help='validation volumes as tag filters, e.g. "split=val"')
     train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="method option (JSON value), repeatable")
-    train.add_argument("--minutes", type=float, help="wall-clock budget")
-    train.add_argument("--preprocessing", choices=("resize", "spacing"),
-                       help="resize whole slices to --size, or resample to a target spacing "
-                            "and take --size patches (default: the profile's)")
-    train.add_argument("--target-spacing", type=float, nargs=2, metavar=("Y_MM", "X_MM"),
-                       help="in-plane spacing for --preprocessing spacing (default: the "
-                            "training volumes' median)")
-    train.add_argument("--normalisation", help="intensity normalisation by name "
-                                               "(wsl4mis-p99-minmax, zscore)")
-    train.add_argument("--postprocess", choices=("none", "largest", "anatomy"),
-                       help="post-processing the model records for prediction")
     train.add_argument("--ground-truth", action="store_true",
                        help="train on the stored ground truth (the 'full' upper bound)")
     train.add_argument("--out", type=Path, required=True,
@@ -185,6 +174,7 @@ class EventPrinter:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ..fields import values_from_args
     from ..store import Project
     from ..training.config import TrainConfig, default_profile, profile
     from ..io.paths import check_model_output
@@ -207,16 +197,11 @@ def run_train(args: argparse.Namespace) -> int:
                                       "annotations to choose one from (or --resume [RUN])")
                 print(f"method: {args.method} (learns from every annotation kind in the "
                       "project; --method overrides)", file=sys.stderr)
-            overrides = {k: v for k, v in {
-                "iterations": args.iterations, "batch_size": args.batch_size,
-                "size": args.size, "base_width": args.width, "lr": args.lr,
-                "init_model": resolve_model(args.init) if args.init else None,
-                "device": args.device,
-                "max_seconds": args.minutes * 60 if args.minutes is not None else None,
-                "preprocessing": args.preprocessing, "normalisation": args.normalisation,
-                "target_spacing": list(args.target_spacing) if args.target_spacing else None,
-                "postprocessing": args.postprocess}.items()
-                if v is not None}
+            overrides = values_from_args(args, TrainConfig)  # the flags given
+            if overrides.get("init_model"):
+                overrides["init_model"] = resolve_model(overrides["init_model"])
+            else:
+                overrides.pop("init_model", None)
             options = parse_options(args.option)
             config: TrainConfig = profile(args.profile or default_profile(), method=args.method,
                                           method_options=options, **overrides)
@@ -267,6 +252,8 @@ def _warn_unused(project, method: str, ground_truth: bool) -> None:
 def _resume(project, args: argparse.Namespace):
     """``--resume [RUN]``: the run's folder, started again from its checkpoint with the
     method and options recorded in its ``run.json``."""
+    from ..fields import given_flags
+    from ..training.config import TrainConfig
     from ..training.project_runs import find_run, resume_run
 
     if args.resume and args.run_dir and \
@@ -275,10 +262,7 @@ def _resume(project, args: argparse.Namespace):
                           "different runs")
     run_dir = find_run(project, args.resume or args.run_dir)
     ignored = [flag for flag, value in (
-        ("--iterations", args.iterations), ("--batch-size", args.batch_size),
-        ("--size", args.size), ("--width", args.width), ("--lr", args.lr),
-        ("--init", args.init), ("--device", args.device), ("--val", args.val),
-        ("--minutes", args.minutes), ("--option", args.option),
+        *given_flags(args, TrainConfig), ("--val", args.val), ("--option", args.option),
         ("--ground-truth", args.ground_truth)) if value]
     if ignored:
         print(f"note: --resume goes on with the run's recorded options; ignoring "

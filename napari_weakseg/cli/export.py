@@ -13,16 +13,10 @@ from ..states import ExportStatus
 from ._args import split_assignment
 
 
-def _shard(text: str) -> tuple[int, int]:
-    from ..inference.export import parse_shard
-
-    try:
-        return parse_shard(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(subparsers) -> None:
+    from ..fields import add_arguments
+    from ..inference.export.options import ExportOptions
+
     export = subparsers.add_parser(
         "export", help="export predictions and measurements for a cohort (resumable)",
         description="Predict every volume of a project, a folder or the given files with "
@@ -35,38 +29,16 @@ def register(subparsers) -> None:
     export.add_argument("model", type=Path, metavar="MODEL_DIR")
     export.add_argument("inputs", nargs="+", type=Path, metavar="PROJECT|FOLDER|FILE")
     export.add_argument("--out", type=Path, required=True, metavar="DIR")
-    export.add_argument("--shard", type=_shard, metavar="i/n",
-                        help="export shard i (0-based) of n; under torchrun each rank takes "
-                             "its part of it")
-    export.add_argument("--force", action="store_true", help="redo volumes already exported")
-    export.add_argument("--probabilities", action="store_true",
-                        help="also write the softmax probabilities (float32, X×Y×Z×C)")
-    export.add_argument("--uncertainty", action="store_true",
-                        help="also write the voxel entropy (float32, nats)")
-    export.add_argument("--postprocess", choices=("none", "largest", "anatomy"),
-                        help="post-processing of the labels (default: the one the model "
-                             "records); recorded in the manifest")
-    export.add_argument("--largest-component", action="store_true",
-                        help="old spelling of --postprocess largest")
-    export.add_argument("--fill-holes", action="store_true",
-                        help="fill background holes enclosed by one class (per slice)")
-    export.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    export.add_argument("--flip-tta", action="store_true",
-                        help="average plain and flipped predictions")
+    # every ExportOptions flag (--probabilities … --qc-lowest) is declared once with its
+    # field (napari_weakseg.fields); not given = the ExportOptions default
+    add_arguments(export, ExportOptions)
     export.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="project volumes with this tag only (repeatable), e.g. split=test")
-    export.add_argument("--threads", type=int, help="torch CPU threads")
-    export.add_argument("--prefetch", type=int, default=1,
-                        help="volumes read ahead while predicting (default 1; 0: off)")
-    export.add_argument("--no-qc-report", dest="qc_report", action="store_false",
-                        help="do not write the QC report qc/index.html")
-    export.add_argument("--qc-lowest", type=int, default=10, metavar="N",
-                        help="the QC report also pictures the N volumes of highest mean "
-                             "uncertainty (default 10; flagged volumes are always shown)")
     export.set_defaults(handler=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from ..fields import values_from_args
     from ..inference.export import ExportOptions, export_cohort
 
     tags = {}
@@ -74,13 +46,7 @@ def run_export(args: argparse.Namespace) -> int:
         key, value = split_assignment(text, OptionError,
                                       f"--tag expects KEY=VALUE, got {text!r}")
         tags[key] = value
-    options = ExportOptions(
-        probabilities=args.probabilities, uncertainty=args.uncertainty,
-        largest_component=args.largest_component, postprocess=args.postprocess,
-        fill_holes=args.fill_holes,
-        flip_tta=args.flip_tta, device=args.device, force=args.force, shard=args.shard,
-        threads=args.threads, prefetch=args.prefetch, qc_report=args.qc_report,
-        qc_lowest=args.qc_lowest)
+    options = ExportOptions(**values_from_args(args, ExportOptions))
     cancel = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():

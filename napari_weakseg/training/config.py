@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, UnknownNameError
+from ..fields import check_values, option_field
 
 
 @dataclass
@@ -20,23 +21,40 @@ class TrainConfig:
     ``val_every``/``checkpoint_every`` in iterations. ``device``: ``auto`` (CUDA → MPS →
     CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``. ``threads``: CPU threads (``None`` = torch's
     default). ``init_model``: a model folder to fine-tune from.
+
+    The user-facing fields carry their declaration (:func:`~napari_weakseg.fields.option_field`:
+    label, help, flag, bounds): ``weakseg train``'s flags and the Train panel's form are
+    generated from it, and :meth:`validate` checks the declared minima.
     """
 
     method: str = "pce"
-    iterations: int = 60000
-    batch_size: int = 12
-    size: int = 256
-    base_width: int = 16
-    lr: float | None = None
-    val_every: int = 200
+    iterations: int = option_field(60000, "Iterations", "training iterations (optimiser steps)",
+                                   minimum=1, maximum=10_000_000, step=100)
+    batch_size: int = option_field(12, "Batch size", "slices per training step", minimum=1,
+                                   maximum=512, step=1)
+    size: int = option_field(256, "Slice size (px)", "training slice size (multiple of 16)",
+                             minimum=16, maximum=1024, step=16)
+    base_width: int = option_field(16, "U-Net width", "U-Net base width", flag="--width",
+                                   minimum=1, maximum=256, step=2)
+    lr: float | None = option_field(
+        None, "Learning rate", "learning rate (default: the method's; a fine-tune starts at "
+        "a tenth of it)", minimum=0, above_minimum=True, maximum=10.0, step=0.001, decimals=5,
+        none_text="method default")
+    val_every: int = option_field(200, "Validate every", "validate every that many iterations",
+                                  minimum=1, maximum=1_000_000, step=50)
     checkpoint_every: int = 200
     seed: int = 2022
-    device: str = "auto"
+    device: str = option_field("auto", "Device", "auto, cpu, cuda, cuda:N, mps",
+                               suggestions=("auto", "cpu"))  # the panel adds those found
     amp: bool = True
-    threads: int | None = None
-    init_model: str | None = None
+    threads: int | None = option_field(None, "CPU threads", "CPU threads of the training "
+                                       "process (default: torch's)", minimum=1, maximum=256)
+    init_model: str | None = option_field(
+        None, "Start from", "model folder, or zoo model name, to fine-tune from", flag="--init")
     method_options: dict = field(default_factory=dict)
-    max_seconds: float | None = None
+    max_seconds: float | None = option_field(
+        None, "Time budget", "wall-clock budget in minutes", flag="--minutes", scale=60,
+        minimum=0, above_minimum=True, maximum=100_000, suffix=" min", none_text="no limit")
     sampling: str | None = None
     half_precision_weights: bool = False
     flip_tta_validation: bool = False
@@ -45,16 +63,28 @@ class TrainConfig:
     # ``target_spacing`` [y, x] mm — None: the training volumes' median — then centred
     # size² patches); ``normalisation`` by name; ``postprocessing`` none/largest/anatomy.
     # A fine-tune (init_model) inherits all of them, and size/base_width, from its parent.
-    preprocessing: str = "resize"
-    target_spacing: list[float] | None = None
-    normalisation: str = "wsl4mis-p99-minmax"
-    postprocessing: str = "anatomy"
+    preprocessing: str = option_field(
+        "resize", "Pre-processing", "resize whole slices to --size, or resample to a target "
+        "spacing and take --size patches (default: the profile's)", choices=("resize", "spacing"))
+    target_spacing: list[float] | None = option_field(
+        None, "Target spacing", "in-plane spacing for --preprocessing spacing (default: the "
+        "training volumes' median)", kind=float, nargs=2, metavar=("Y_MM", "X_MM"), minimum=0,
+        above_minimum=True, suffix=" mm")
+    normalisation: str = option_field("wsl4mis-p99-minmax", "Normalisation",
+                                      "intensity normalisation by name (wsl4mis-p99-minmax, "
+                                      "zscore)")
+    postprocessing: str = option_field(
+        "anatomy", "Post-processing", "post-processing the model records for prediction",
+        flag="--postprocess", choices=("none", "largest", "anatomy"))
     #: appearance augmentation for other scanners/sequences (``training.data.intensity_augment``)
     intensity_augmentation: bool = False
     #: live previews: every that many seconds the current weights are written to
     #: ``RUN_DIR/model_preview`` (a model folder) and a ``preview`` event is emitted, so a
     #: viewer can show what the model predicts while it trains (``None`` = no previews)
-    preview_every_s: float | None = None
+    preview_every_s: float | None = option_field(
+        None, "Live preview every", "while training, the Review tab's volume is predicted with "
+        "the latest weights this often (a preview layer)", cli=False, minimum=0,
+        above_minimum=True, maximum=3600, decimals=0, suffix=" s", none_text="off")
     #: prepare the next batch in a background thread while the current step runs
     #: (``training.loop.BatchPrefetcher``; the batches are the same either way)
     prefetch: bool = True
@@ -84,26 +114,14 @@ class TrainConfig:
         and — with ``num_classes`` — the method's own checks), in the parent process before
         any worker is spawned. Raises :class:`~napari_weakseg.errors.OptionError` naming the
         option; returns ``self``."""
-        _check_int("iterations", self.iterations, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("size", self.size, 16)
+        check_values(self)  # the declared fields: types, minima, choices
         if self.size % 16:
             nearest = max(16, round(self.size / 16) * 16)
             raise OptionError(f"size: {self.size} is not a multiple of 16 (the U-Net halves "
                               f"it four times); try {nearest}")
-        _check_int("base_width", self.base_width, 1)
-        _check_int("val_every", self.val_every, 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
         _check_int("seed", self.seed, 0)
-        if self.threads is not None:
-            _check_int("threads", self.threads, 1)
-        if self.lr is not None:
-            _check_float("lr", self.lr, positive=True)
         _check_float("fine_tune_lr_scale", self.fine_tune_lr_scale, positive=True)
-        if self.max_seconds is not None:
-            _check_float("max_seconds (--minutes)", self.max_seconds, positive=True)
-        if self.preview_every_s is not None:
-            _check_float("preview_every_s", self.preview_every_s, positive=True)
         for name in ("amp", "half_precision_weights", "flip_tta_validation",
                      "intensity_augmentation"):
             if not isinstance(getattr(self, name), bool):

@@ -15,14 +15,15 @@ complete (``sparse``; button or **Shift-K** on the current slice). **Ctrl+digit*
 macOS) picks the class of the active annotation layer — or of the Review tab's prediction
 layer while correcting it (:mod:`.shortcuts`: napari keeps its plain-digit layer modes).
 
-Size: one Qt panel whose autosave (debounce, ordered background saves, restore as an
-undoable edit) stays next to the layer events it follows; the Qt-free parts live in
+Size: one Qt panel (its widgets, the layer events, and the Qt side of the autosave: the
+debounce timer, the background runs, restore as an undoable edit); the autosave's state
+machine (what to save, sequence order, one save at a time) is
+:class:`~napari_weakseg.store.autosave.AnnotationAutosaver`, the other Qt-free parts live in
 :mod:`.logic` and the store.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +34,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGro
 
 from .. import layer_meta
 from ..schema import LabelSchema, encode_class
+from ..store.autosave import AnnotationAutosaver, SaveJob, Skip
 from . import logic, shortcuts
 from .logic import KINDS
 from .workers import WindowCloseFilter, install_on_window
@@ -97,11 +99,7 @@ class AnnotationPanel(QWidget):
         self.session = session if session is not None else Session(ThreadExecutor())
         self.schema = schema or (self.session.project.schema if self.session.project
                                  else LabelSchema.cardiac())
-        self._saved: dict[int, tuple] = {}       # id(layer) → fingerprint last saved
-        self._inflight: set[int] = set()
-        self._save_lock = threading.Lock()
-        self._seq = 0
-        self._committed: dict[tuple, int] = {}   # (project, volume, kind) → save sequence
+        self._autosaver = AnnotationAutosaver()  # keys: id(layer)
         self._watched: dict[int, object] = {}
         self._versions_request = 0             # newest background refresh of the list
 
@@ -509,14 +507,14 @@ class AnnotationPanel(QWidget):
         self._watched[id(layer)] = layer
         layer.events.paint.connect(self._schedule)
         layer.events.set_data.connect(self._schedule)
-        self._saved.setdefault(id(layer), self._layer_fingerprint(layer))
+        self._autosaver.track(id(layer), self._layer_fingerprint(layer))
 
     def _unwatch(self, layer) -> None:
         if self._watched.pop(id(layer), None) is None:
             return
         layer.events.paint.disconnect(self._schedule)
         layer.events.set_data.disconnect(self._schedule)
-        self._saved.pop(id(layer), None)
+        self._autosaver.forget(id(layer))
 
     def _schedule(self, *_):
         self._timer.start()
@@ -539,6 +537,8 @@ class AnnotationPanel(QWidget):
         return project, volume_name
 
     def _save_layer(self, layer, sync: bool):
+        """Save ``layer`` if it changed (``sync``: on this thread); the ordering and the
+        bookkeeping are :class:`~napari_weakseg.store.autosave.AnnotationAutosaver`'s."""
         from napari.utils.notifications import show_error
 
         target = self._target(layer)
@@ -546,51 +546,39 @@ class AnnotationPanel(QWidget):
             return None
         project, volume = target
         kind = layer.metadata[layer_meta.KIND]
-        fp = self._layer_fingerprint(layer)
-        if fp == self._saved.get(id(layer)):
-            return None
-        if not sync and id(layer) in self._inflight:
+        job = self._autosaver.prepare(
+            id(layer), project, volume, kind, layer.data,
+            classes=layer.metadata.get(layer_meta.DECLARED_CLASSES),
+            slices=layer.metadata.get(layer_meta.DECLARED_SLICES),
+            background=not sync, author=logic.current_author())
+        if job is Skip.IN_FLIGHT:
             self._schedule()  # a save of this layer is running; save again after it
+        if not isinstance(job, SaveJob):
             return None
-        self._seq += 1
-        args = (self._seq, (str(project.root), volume, kind), project, volume, kind,
-                np.array(layer.data, copy=True),
-                layer.metadata.get(layer_meta.DECLARED_CLASSES),
-                layer.metadata.get(layer_meta.DECLARED_SLICES))
         if sync:
             try:
-                record = self._save_task(*args)
+                record = self._autosaver.save(job)
             except Exception as exc:
                 show_error(f"Autosave of {volume} ({kind}) failed: {exc}")
                 return None
-            self._saved_ok(layer, fp, record)
+            self._saved_ok(layer, record)
             return record
-        self._inflight.add(id(layer))
         self.save_label.setText(f"Saving {kind}…")
 
-        def done(record, layer=layer, fp=fp):
-            self._inflight.discard(id(layer))
-            self._saved_ok(layer, fp, record)
+        def done(record, layer=layer, job=job):
+            self._autosaver.finished(job, record)
+            self._saved_ok(layer, record)
 
-        def failed(exc, layer=layer):
-            self._inflight.discard(id(layer))
+        def failed(exc, job=job):
+            self._autosaver.failed(job)
             self.save_label.setText(f"Autosave failed: {exc}")
             show_error(f"Autosave of {volume} ({kind}) failed: {exc}")
 
-        self.session.executor.run(self._save_task, *args, on_done=done, on_error=failed)
+        self.session.executor.run(self._autosaver.run, job, on_done=done, on_error=failed)
         return None
 
-    def _save_task(self, seq, key, project, volume, kind, data, classes, slices):
-        with self._save_lock:  # one save at a time; never let an older state win
-            if seq <= self._committed.get(key, -1):
-                return None
-            record = logic.save_layer_annotation(project, volume, kind, data, classes=classes,
-                                                 slices=slices, author=logic.current_author())
-            self._committed[key] = seq
-            return record
-
-    def _saved_ok(self, layer, fp, record):
-        self._saved[id(layer)] = fp
+    def _saved_ok(self, layer, record):
+        """Show a save that stored ``record`` (``None``: nothing was stored)."""
         if record is None:
             return
         layer.metadata[layer_meta.SHA256] = record.sha256
@@ -674,7 +662,7 @@ class AnnotationPanel(QWidget):
                 layer.data_setitem(changed, new[changed])
         else:
             layer.data = new
-        self._saved[id(layer)] = self._layer_fingerprint(layer)
+        self._autosaver.mark_saved(id(layer), self._layer_fingerprint(layer))
 
     # -- lifecycle ---------------------------------------------------------------------
     def showEvent(self, event):

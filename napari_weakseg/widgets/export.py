@@ -16,31 +16,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
-                            QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from .. import layer_meta
 from ..inference.export import (ExportOptions, ExportProgress, ExportReport, export_cohort,
                                 read_records)
 from ..states import ExportStatus
+from .forms import OptionForm
 
 if TYPE_CHECKING:
     import napari
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-#: post-processing choices: (text, ExportOptions.postprocess); None = the model's own
-POSTPROCESS = (("As the model recommends", None), ("none (raw network output)", "none"),
-               ("largest component per class", "largest"),
-               ("anatomy (organ's largest component + schema rules)", "anatomy"))
-OPTIONS = {
-    "probabilities": "Probability maps",
-    "uncertainty": "Uncertainty (entropy) maps",
-    "largest_component": "Keep largest component per class (= post-processing 'largest')",
-    "fill_holes": "Fill holes",
-    "flip_tta": "Flip test-time augmentation",
-    "force": "Redo volumes already exported",
-}
+#: the ExportOptions fields of the panel: the form rows, then the check boxes; texts,
+#: choices and tooltips are declared with the fields (napari_weakseg.fields)
+FORM_FIELDS = ("device", "postprocess")
+CHECKS = ("probabilities", "uncertainty", "largest_component", "fill_holes", "flip_tta",
+          "force")
 
 
 class _Bridge(QObject):
@@ -72,16 +64,12 @@ class ExportPanel(QWidget):
         self.input_folder_button = QPushButton("Folder…")
         self.input_files_button = QPushButton("Files…")
         self.out_button = QPushButton("Browse…")
-        self.checks = {key: QCheckBox(text) for key, text in OPTIONS.items()}
+        self.form = OptionForm(ExportOptions, FORM_FIELDS + CHECKS)
+        self.checks: dict[str, QCheckBox] = {key: self.form[key] for key in CHECKS}
         self.show_results = QCheckBox("Show predictions of open images")
         self.show_results.setChecked(True)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.post_combo = QComboBox()
-        for text, key in POSTPROCESS:
-            self.post_combo.addItem(text, key)
-        self.post_combo.setToolTip("Default: the post-processing the model records; another "
-                                   "choice is an explicit override, recorded in the manifest")
+        self.device_combo = self.form["device"]
+        self.post_combo = self.form["postprocess"]  # first: None, the model's own
         self.start_button = QPushButton("Start export")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -96,8 +84,7 @@ class ExportPanel(QWidget):
         form.addRow("Inputs", _row(self.input_edit, self.input_folder_button,
                                    self.input_files_button))
         form.addRow("Output", _row(self.out_edit, self.out_button))
-        form.addRow("Device", self.device_combo)
-        form.addRow("Post-processing", self.post_combo)
+        self.form.add_rows(form, FORM_FIELDS)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         for check in self.checks.values():
@@ -124,14 +111,12 @@ class ExportPanel(QWidget):
         return self.worker is not None
 
     def options(self) -> ExportOptions:
-        return ExportOptions(device=self.device_combo.currentText(),
-                             postprocess=self.post_combo.currentData(),
-                             **{key: check.isChecked() for key, check in self.checks.items()})
+        return ExportOptions(**self.form.values())
 
     def _largest_toggled(self, checked: bool) -> None:
         """The old check box is the 'largest' choice of the post-processing box."""
         if checked and self.post_combo.currentData() not in (None, "largest"):
-            self.post_combo.setCurrentIndex(2)
+            self.post_combo.setCurrentIndex(self.post_combo.findData("largest"))
 
     def _post_changed(self, _index: int) -> None:
         if self.post_combo.currentData() not in (None, "largest"):
@@ -139,7 +124,7 @@ class ExportPanel(QWidget):
 
     def _show_recommendation(self, text: str) -> None:
         """Name the model's recorded post-processing in the default entry."""
-        label = POSTPROCESS[0][0]
+        label = self.form.options["postprocess"].none_text
         try:
             from .logic import recommended_postprocess
 

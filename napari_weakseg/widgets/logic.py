@@ -15,7 +15,6 @@ from __future__ import annotations
 import getpass
 import os
 import threading
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,43 +157,9 @@ def add_images(project, paths: Iterable[str | os.PathLike], *, copy: bool = True
 
 
 # -- annotations ---------------------------------------------------------------------------
-def fingerprint(data: np.ndarray, classes=None, slices=None) -> tuple:
-    """Cheap identity of an annotation state (CRC of the voxels + declarations)."""
-    array = np.ascontiguousarray(data)
-    frozen_slices = None if slices is None else tuple(
-        (int(z), None if c is None else tuple(c)) for z, c in sorted(slices.items()))
-    return (array.shape, str(array.dtype), zlib.crc32(memoryview(array).cast("B")),
-            None if classes is None else tuple(classes), frozen_slices)
-
-
-def declarations_for(kind: str, classes: Sequence[int] | None,
-                     slices: Mapping[int, Sequence[int] | None] | None):
-    """The ``declared_classes`` / ``declared_slices`` the store takes for ``kind``."""
-    if kind == "partial":
-        return (tuple(classes) if classes else None), None
-    if kind == "sparse":
-        return None, (dict(slices) if slices else None)
-    return None, None
-
-
-def save_layer_annotation(project, volume, kind: str, data: np.ndarray, *,
-                          classes: Sequence[int] | None = None,
-                          slices: Mapping[int, Sequence[int] | None] | None = None,
-                          author: str | None = None):
-    """Autosave one annotation layer: a new version when anything changed.
-
-    A layer with nothing painted and nothing declared is not saved unless a version exists
-    already (then erasing everything is a change worth keeping). Returns the record of the
-    current version, or ``None`` when nothing was saved.
-    """
-    declared_classes, declared_slices = declarations_for(kind, classes, slices)
-    has_history = bool(project.annotation_versions(volume, kind))
-    if not has_history and not np.any(data) and not declared_slices:
-        return None
-    return project.save_annotation(volume, kind, np.asarray(data), author=author,
-                                   declared_classes=declared_classes,
-                                   declared_slices=declared_slices, if_changed=True,
-                                   allow_empty=True)
+# the autosave's store call and fingerprint live in the core (store/autosave.py)
+from ..store.autosave import (declarations_for, fingerprint,  # noqa: E402,F401
+                              save_layer_annotation)
 
 
 def toggle_slice(slices: Mapping[int, Sequence[int] | None] | None, z: int,

@@ -18,7 +18,8 @@ from . import logic
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("Volume", "Split", "Annotations", "Declared", "Last edit", "GT")
+#: short columns first: the dock is narrow, the volume name takes what is left (elided)
+COLUMNS = ("Volume", "Split", "GT", "Annotations", "Declared", "Last edit")
 
 
 class ProjectPanel(QWidget):
@@ -59,7 +60,8 @@ class ProjectPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setStretchLastSection(False)
         self.status = QLabel("Open or create a project. Drop NIfTI files or folders here to "
                              "add them.")
         self.status.setWordWrap(True)
@@ -152,10 +154,12 @@ class ProjectPanel(QWidget):
         self.rows = list(rows)
         self.table.setRowCount(len(self.rows))
         for i, status in enumerate(self.rows):
-            values = (status.name, status.split, ", ".join(status.kinds) or "—",
-                      status.declared, status.last_edit, "✓" if status.has_truth else "")
+            values = (status.name, status.split, "✓" if status.has_truth else "",
+                      ", ".join(status.kinds) or "—", status.declared,
+                      _short_time(status.last_edit))
             for j, value in enumerate(values):
                 item = QTableWidgetItem(value)
+                item.setToolTip(status.last_edit if j == len(values) - 1 else value)
                 if self.session.volume is not None and status.name == self.session.volume.name:
                     font = item.font()
                     font.setBold(True)
@@ -378,3 +382,13 @@ class ProjectPanel(QWidget):
             event.setDropAction(Qt.CopyAction)
             event.accept()
             self.add_volumes(paths)
+
+
+def _short_time(stamp: str) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` → ``HH:MM`` today, else the date (the full one is the
+    cell's tooltip)."""
+    import datetime
+
+    if len(stamp) < 16:
+        return stamp
+    return stamp[11:16] if stamp[:10] == datetime.date.today().isoformat() else stamp[:10]

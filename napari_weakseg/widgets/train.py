@@ -19,23 +19,21 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPainterPath, QPen
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                            QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from . import logic
+from .forms import OptionForm
 
 if TYPE_CHECKING:
     import napari
 
-#: form field → (label, minimum, maximum, step); lr is a float field.
-HYPERPARAMETERS = {
-    "iterations": ("Iterations", 1, 10_000_000, 100),
-    "batch_size": ("Batch size", 1, 512, 1),
-    "size": ("Slice size (px)", 16, 1024, 16),
-    "base_width": ("U-Net width", 2, 256, 2),
-    "val_every": ("Validate every", 1, 1_000_000, 50),
-    "threads": ("CPU threads", 1, 256, 1),
-}
+#: the TrainConfig fields of the Hyper-parameters form, in order; their labels, ranges,
+#: steps, units and tooltips are declared with the fields (napari_weakseg.fields)
+FORM_FIELDS = ("iterations", "batch_size", "size", "base_width", "val_every", "threads", "lr",
+               "max_seconds", "device", "preview_every_s")
+#: the whole-number fields (``TrainPanel.fields``, QSpinBox)
+HYPERPARAMETERS = FORM_FIELDS[:6]
 
 
 def resume_text(record) -> str:
@@ -170,30 +168,14 @@ class TrainPanel(QWidget):
         self.profile_combo = QComboBox()
         for key, text in logic.PROFILE_LABELS.items():
             self.profile_combo.addItem(text, key)
-        self.fields: dict[str, QSpinBox] = {}
-        for key, (_label, low, high, step) in HYPERPARAMETERS.items():
-            box = QSpinBox()
-            box.setRange(low, high)
-            box.setSingleStep(step)
-            self.fields[key] = box
-        self.lr_box = QDoubleSpinBox()
-        self.lr_box.setDecimals(5)
-        self.lr_box.setRange(0.0, 10.0)
-        self.lr_box.setSingleStep(0.001)
-        self.lr_box.setSpecialValueText("method default")
-        self.budget_box = QDoubleSpinBox()
-        self.budget_box.setRange(0.0, 100_000.0)
-        self.budget_box.setSuffix(" min")
-        self.budget_box.setSpecialValueText("no limit")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cpu"])
-        self.preview_box = QDoubleSpinBox()
-        self.preview_box.setRange(0.0, 3600.0)
-        self.preview_box.setDecimals(0)
-        self.preview_box.setSuffix(" s")
-        self.preview_box.setSpecialValueText("off")
-        self.preview_box.setToolTip("While training, the Review tab's volume is predicted "
-                                    "with the latest weights this often (a preview layer)")
+        from ..training.config import TrainConfig
+
+        self.form = OptionForm(TrainConfig, FORM_FIELDS)
+        self.fields: dict[str, QSpinBox] = {key: self.form[key] for key in HYPERPARAMETERS}
+        self.lr_box = self.form["lr"]
+        self.budget_box = self.form["max_seconds"]
+        self.device_combo = self.form["device"]
+        self.preview_box = self.form["preview_every_s"]
         self.preview_box.setValue(logic.PREVIEW_EVERY_S)
         self.model_method_label = QLabel("")
         self.model_method_label.setWordWrap(True)
@@ -215,13 +197,7 @@ class TrainPanel(QWidget):
         form.addRow("", self.model_method_label)
         form.addRow("Profile", self.profile_combo)
         params = QGroupBox("Hyper-parameters")
-        params_form = QFormLayout(params)
-        for key, (label, *_rest) in HYPERPARAMETERS.items():
-            params_form.addRow(label, self.fields[key])
-        params_form.addRow("Learning rate", self.lr_box)
-        params_form.addRow("Time budget", self.budget_box)
-        params_form.addRow("Device", self.device_combo)
-        params_form.addRow("Live preview every", self.preview_box)
+        self.form.add_rows(QFormLayout(params))
         buttons = QHBoxLayout()
         for button in (self.start_button, self.cancel_button, self.resume_button):
             buttons.addWidget(button)
@@ -313,7 +289,7 @@ class TrainPanel(QWidget):
                 parent = None
         for key, value in zip(("size", "base_width"), parent or (None, None)):
             self.fields[key].setEnabled(parent is None)
-            self.fields[key].setToolTip("" if parent is None else
+            self.fields[key].setToolTip(self.form.options[key].help if parent is None else
                                         "fine-tuning: the parent model's value")
             if value is not None:
                 self.fields[key].setValue(int(value))
@@ -394,14 +370,10 @@ class TrainPanel(QWidget):
         choice = self.model_combo.currentData()
         if init_model is None and choice is not None and choice.path is not None:
             init_model = choice.path
-        values = {key: box.value() for key, box in self.fields.items()}
-        val_every = values.pop("val_every")
+        values = self.form.values()  # TrainConfig's units; None where the form says so
         return logic.train_config(
             self.profile_combo.currentData(), self.method, **values,
-            val_every=val_every, checkpoint_every=max(1, min(val_every, 200)),
-            lr=self.lr_box.value() or None, device=self.device_combo.currentText(),
-            max_seconds=self.budget_box.value() * 60 or None,
-            preview_every_s=self.preview_box.value() or None,
+            checkpoint_every=max(1, min(values["val_every"], 200)),
             init_model=None if init_model is None else str(init_model))
 
     @property

@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ["napari_weakseg.store", "napari_weakseg.store.importers",
+           "napari_weakseg.store.autosave",
            "napari_weakseg.weak.encoding", "napari_weakseg.weak.targets",
            "napari_weakseg.weak.simulate", "napari_weakseg.io.wsl4mis",
            "napari_weakseg.io.nnunet", "napari_weakseg.cli.store"]

@@ -47,28 +47,40 @@ below is importable from ``napari_weakseg.inference.export``.
 
 from __future__ import annotations
 
-from ...nets.model_folder import model_identity
-from ...postprocess import fill_holes, keep_largest_component
-from .cohort import (Cohort, ExportItem, discover_inputs, parse_shard, resolve_shard,
-                     safe_name, shard_items)
-from .measure import (CARDIAC_ALIASES, CARDIAC_COLUMNS, EF_RANGE, ENCLOSED_FRACTION,
-                      FRAGMENT_FRACTION, MYOCARDIUM_DENSITY_G_PER_ML, cardiac_class_names,
-                      cardiac_function, cardiac_pairs, cardiac_qc, measure_volume, postprocess)
-from .options import ExportOptions, ExportProgress, ExportReport
-from .qc import write_qc_report
-from .records import (CARDIAC_CSV, LABELS_DIR, LOG_FILE, MANIFEST_DIR, MAP_DIRS,
-                      MEASUREMENTS_CSV, PROBABILITIES_DIR, QC_DIR, QC_INDEX, RECORD_VERSION,
-                      STAGING_DIR, UNCERTAINTY_DIR, ExportRecord, read_record, read_records)
-from .run import ModelPredictor, Predictor, _Prefetcher, export_cohort
+import importlib
 
-__all__ = [
-    "CARDIAC_ALIASES", "CARDIAC_COLUMNS", "CARDIAC_CSV", "Cohort", "EF_RANGE",
-    "ENCLOSED_FRACTION", "ExportItem", "ExportOptions", "ExportProgress", "ExportRecord",
-    "ExportReport", "FRAGMENT_FRACTION", "LABELS_DIR", "LOG_FILE", "MANIFEST_DIR", "MAP_DIRS",
-    "MEASUREMENTS_CSV", "MYOCARDIUM_DENSITY_G_PER_ML", "ModelPredictor", "PROBABILITIES_DIR",
-    "Predictor", "QC_DIR", "QC_INDEX", "RECORD_VERSION", "STAGING_DIR", "UNCERTAINTY_DIR",
-    "cardiac_class_names", "cardiac_function", "cardiac_pairs", "cardiac_qc", "discover_inputs",
-    "export_cohort", "fill_holes", "keep_largest_component", "measure_volume", "model_identity",
-    "parse_shard", "postprocess", "read_record", "read_records", "resolve_shard", "safe_name",
-    "shard_items", "write_qc_report",
-]
+#: name → the module (relative to this package) that defines it. Loaded on first use, so
+#: ``weakseg --help`` (which builds the export flags from :class:`ExportOptions`) does not
+#: import scipy, the model folder code and the QC report.
+_SOURCES = {
+    "model_identity": "...nets.model_folder",
+    "fill_holes": "...postprocess", "keep_largest_component": "...postprocess",
+    **dict.fromkeys(("Cohort", "ExportItem", "discover_inputs", "parse_shard",
+                     "resolve_shard", "safe_name", "shard_items"), ".cohort"),
+    **dict.fromkeys(("CARDIAC_ALIASES", "CARDIAC_COLUMNS", "EF_RANGE", "ENCLOSED_FRACTION",
+                     "FRAGMENT_FRACTION", "MYOCARDIUM_DENSITY_G_PER_ML",
+                     "cardiac_class_names", "cardiac_function", "cardiac_pairs", "cardiac_qc",
+                     "measure_volume", "postprocess"), ".measure"),
+    **dict.fromkeys(("ExportOptions", "ExportProgress", "ExportReport"), ".options"),
+    "write_qc_report": ".qc",
+    **dict.fromkeys(("CARDIAC_CSV", "LABELS_DIR", "LOG_FILE", "MANIFEST_DIR", "MAP_DIRS",
+                     "MEASUREMENTS_CSV", "PROBABILITIES_DIR", "QC_DIR", "QC_INDEX",
+                     "RECORD_VERSION", "STAGING_DIR", "UNCERTAINTY_DIR", "ExportRecord",
+                     "read_record", "read_records"), ".records"),
+    **dict.fromkeys(("ModelPredictor", "Predictor", "_Prefetcher", "export_cohort"), ".run"),
+}
+
+__all__ = sorted(name for name in _SOURCES if not name.startswith("_"))
+
+
+def __getattr__(name: str):
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import OptionError
+from ...fields import check_values, option_field
 from ...postprocess import POSTPROCESSORS
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard i/n`` (:func:`.cohort.parse_shard`)."""
+    from .cohort import parse_shard
+
+    return parse_shard(text)
 
 
 @dataclass(frozen=True)
@@ -19,30 +27,48 @@ class ExportOptions:
     ``postprocess``: ``none``, ``largest`` or ``anatomy`` (``None``: the model's recorded
     post-processing); ``largest_component`` is the old spelling of ``postprocess="largest"``.
     ``qc_report``: write ``OUT/qc/index.html`` (:mod:`.qc`) with a PNG of every flagged
-    volume and of the ``qc_lowest`` volumes of highest mean uncertainty."""
+    volume and of the ``qc_lowest`` volumes of highest mean uncertainty.
 
-    probabilities: bool = False
-    uncertainty: bool = False
-    largest_component: bool = False
-    fill_holes: bool = False
-    flip_tta: bool = False
-    device: str = "auto"
-    force: bool = False
-    shard: tuple[int, int] | None = None
-    prefetch: int = 1
-    threads: int | None = None
+    The user-facing fields carry their declaration (:func:`~napari_weakseg.fields.option_field`):
+    ``weakseg export``'s flags and the Export panel's widgets are generated from it."""
+
+    probabilities: bool = option_field(False, "Probability maps", "also write the softmax "
+                                       "probabilities (float32, X×Y×Z×C)")
+    uncertainty: bool = option_field(False, "Uncertainty (entropy) maps", "also write the "
+                                     "voxel entropy (float32, nats)")
+    largest_component: bool = option_field(
+        False, "Keep largest component per class (= post-processing 'largest')",
+        "old spelling of --postprocess largest")
+    fill_holes: bool = option_field(False, "Fill holes", "fill background holes enclosed by "
+                                    "one class (per slice)")
+    flip_tta: bool = option_field(False, "Flip test-time augmentation", "average plain and "
+                                  "flipped predictions")
+    device: str = option_field("auto", "Device", "auto, cpu, cuda, cuda:N, mps",
+                               suggestions=("auto", "cpu", "cuda", "mps"))
+    force: bool = option_field(False, "Redo volumes already exported",
+                               "redo volumes already exported")
+    shard: tuple[int, int] | None = option_field(
+        None, "Shard", "export shard i (0-based) of n; under torchrun each rank takes its part "
+        "of it", parse=_shard, metavar="i/n")
+    prefetch: int = option_field(1, "Read ahead", "volumes read ahead while predicting "
+                                 "(default 1; 0: off)")
+    threads: int | None = option_field(None, "CPU threads", "torch CPU threads")
     batch_slices: int = 16
-    postprocess: str | None = None
-    qc_report: bool = True
-    qc_lowest: int = 10
+    postprocess: str | None = option_field(
+        None, "Post-processing", "post-processing of the labels (default: the one the model "
+        "records); recorded in the manifest", choices=tuple(POSTPROCESSORS),
+        choice_labels=("none (raw network output)", "largest component per class",
+                       "anatomy (organ's largest component + schema rules)"),
+        none_text="As the model recommends")
+    qc_report: bool = option_field(True, "QC report", "write the QC report qc/index.html "
+                                   "(--no-qc-report: do not)")
+    qc_lowest: int = option_field(10, "QC: least confident volumes", "the QC report also "
+                                  "pictures the N volumes of highest mean uncertainty "
+                                  "(default 10; flagged volumes are always shown)",
+                                  minimum=0, metavar="N")
 
     def __post_init__(self):
-        if isinstance(self.qc_lowest, bool) or not isinstance(self.qc_lowest, int) \
-                or self.qc_lowest < 0:
-            raise OptionError(f"--qc-lowest: expected a count >= 0, got {self.qc_lowest!r}")
-        if self.postprocess is not None and self.postprocess not in POSTPROCESSORS:
-            raise OptionError(f"--postprocess: {self.postprocess!r} is not one of "
-                              f"{', '.join(POSTPROCESSORS)}")
+        check_values(self, ("qc_lowest", "postprocess"), by_flag=True)
         if self.postprocess not in (None, "largest") and self.largest_component:
             raise OptionError(f"--largest-component contradicts --postprocess "
                               f"{self.postprocess}")

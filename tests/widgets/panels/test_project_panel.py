@@ -31,8 +31,8 @@ def test_open_project_lists_volumes_and_opens_one(make_napari_viewer, tiny_proje
     panel.open_project(tiny_project)
     assert panel.volume_names() == ["synth000_frame01", "synth000_frame10",
                                     "synth001_frame01", "synth001_frame10"]
-    assert panel.table.item(0, 2).text() == "scribble"
-    assert panel.table.item(3, 1).text() == "val" and panel.table.item(0, 5).text() == "✓"
+    assert panel.table.item(0, 3).text() == "scribble"
+    assert panel.table.item(3, 1).text() == "val" and panel.table.item(0, 2).text() == "✓"
 
     panel.open_volume("synth000_frame10")
     image = widget.session.image_layer
