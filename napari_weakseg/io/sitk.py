@@ -34,10 +34,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import VolumeError
+
+if TYPE_CHECKING:
+    from .nifti import Volume
 from .geometry import VolumeGeometry
 
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")

@@ -175,7 +175,7 @@ def sparse_terms(probs, target, mask, annotated_per_axis: Sequence | None = None
     focal = probs.new_zeros(b)
     dice = probs.new_zeros(b)
     counted = torch.zeros(b, dtype=torch.bool, device=probs.device)
-    focal_vals, dice_vals = [], []
+    focal_vals = []
     for i in range(b):
         f_axes, d_axes = [], []
         for a in range(nsp):
