@@ -307,6 +307,9 @@ def main(argv=None) -> int:
                         help="time budget of the zoo fine-tunes with live previews (minutes)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="with --acdc: also time a new model's Start → overlay")
+    parser.add_argument("--training-nice", type=int, default=None,
+                        help="niceness of the training process (default: the GUI's, "
+                             "widgets.logic.TRAINING_NICENESS)")
     parser.add_argument("--trace-stalls", action="store_true",
                         help="sample the main thread's stack during stalls and print it")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
@@ -316,6 +319,10 @@ def main(argv=None) -> int:
               ".venv/bin/python benchmarks/gui_latency.py")
         return 2
 
+    if args.training_nice is not None:
+        from napari_weakseg.widgets import logic
+
+        logic.TRAINING_NICENESS = args.training_nice
     tmp = Path(tempfile.mkdtemp(prefix="weakseg-latency-"))
     project = make_synthetic_project(tmp, args.shape)
     viewer, widget = open_viewer()

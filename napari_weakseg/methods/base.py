@@ -34,7 +34,9 @@ feature map (B, F, H, W).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..errors import OptionError
@@ -68,6 +70,63 @@ class LossOutput:
         return {key: float(value) for key, value in self.terms.items()}
 
 
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base of a method's typed options (a frozen dataclass, the class attribute
+    ``Method.Options``): one field per option, typed, with its default. A method's options
+    are stored as a plain dict (``method_options`` in config.json / run.json);
+    :meth:`from_dict` builds the dataclass from it and :meth:`to_dict` writes it back."""
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any], method_id: str = "") -> MethodOptions:
+        """The options given in ``options`` over the defaults. Unknown names and values of
+        the wrong type raise :class:`~napari_weakseg.errors.OptionError` (a ``ValueError``)
+        naming the option; a whole number is accepted for a float option (stored as a
+        float)."""
+        known = sorted(f.name for f in fields(cls))
+        unknown = set(options) - set(known)
+        if unknown:
+            raise OptionError(f"unknown options for {method_id!r}: {sorted(unknown)}; "
+                              f"known: {known}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{name: _checked(method_id, name, hints[name], value)
+                      for name, value in options.items()})
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every option with its default, as a dict (the methods' ``DEFAULTS``)."""
+        return asdict(cls())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as the plain dict they are stored as (a copy)."""
+        return asdict(self)
+
+
+_EXPECTED = {bool: "true or false", int: "a whole number", float: "a number",
+             str: "a string", dict: "a mapping", type(None): "null"}
+
+
+def _checked(method_id: str, name: str, hint: Any, value: Any) -> Any:
+    """``value`` if it has the type ``hint`` (bool, int, float, str, dict, or a union of
+    them with None); an int for a float option becomes a float."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = [typing.get_origin(t) or t for t in (typing.get_args(hint) if union else (hint,))]
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and is_number and isinstance(value, int):
+            return value
+        if kind is float and is_number:
+            return float(value)
+        if kind in (str, dict, type(None)) and isinstance(value, kind):
+            return value
+    expected = " or ".join(_EXPECTED.get(kind, getattr(kind, "__name__", str(kind)))
+                           for kind in allowed)
+    raise OptionError(f"option {name!r} of {method_id!r}: expected {expected}, "
+                      f"got {value!r}")
+
+
 def detach_terms(terms: dict[str, Any]) -> dict[str, Any]:
     """``terms`` with every tensor detached from the graph (floats pass through)."""
     return {key: value.detach() if hasattr(value, "detach") else value
@@ -91,19 +150,29 @@ class Method:
     sampling: ClassVar[str] = "slices"
     #: Whether batches carry the per-pixel ``kind`` bitmask (volumes of several kinds).
     kind_masks: ClassVar[bool] = False
-    #: Option names with their defaults; ``None`` = the subclass checks its own options.
+    #: The method's typed options (a :class:`MethodOptions` dataclass); ``None``: the
+    #: subclass gets ``self.options`` as a dict (merged over ``DEFAULTS`` if it sets them).
+    Options: ClassVar[type[MethodOptions] | None] = None
+    #: Option names with their defaults, derived from :attr:`Options`.
     DEFAULTS: ClassVar[dict[str, Any] | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if "Options" in vars(cls) and cls.Options is not None:
+            cls.DEFAULTS = cls.Options.defaults()
+
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
-        if self.DEFAULTS is not None:
+        if self.Options is None and self.DEFAULTS is not None:  # a subclass without Options
             unknown = set(options) - set(self.DEFAULTS)
             if unknown:
                 raise OptionError(f"unknown options for {self.id!r}: {sorted(unknown)}; "
-                                 f"known: {sorted(self.DEFAULTS)}")
+                                  f"known: {sorted(self.DEFAULTS)}")
             options = {**self.DEFAULTS, **options}
         self.num_classes = num_classes
         self.feature_channels = feature_channels
-        self.options = options
+        #: the options: an instance of :attr:`Options` (write it out with ``to_dict()``)
+        self.options = (options if self.Options is None
+                        else self.Options.from_dict(options, self.id))
 
     @classmethod
     def options_from_data(cls, targets: dict[str, Any]) -> dict[str, Any]:

@@ -23,16 +23,17 @@ are plain means over the samples that count (as coded).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .base import LossOutput, Method, OptimizerSpec, detach_terms
+from .base import LossOutput, Method, MethodOptions, OptimizerSpec, detach_terms
 
 __all__ = [
-    "SelfDisambiguation", "categories_to_mask", "annotated_sets", "merged_classes",
-    "ambiguity_focal_ce", "ambiguity_dice", "entropy_regulariser", "sparse_terms",
+    "SelfDisambiguation", "SelfDisambiguationOptions", "categories_to_mask", "annotated_sets",
+    "merged_classes", "ambiguity_focal_ce", "ambiguity_dice", "entropy_regulariser", "sparse_terms",
     "self_disambiguation_loss",
 ]
 
@@ -257,6 +258,18 @@ def self_disambiguation_loss(probs, target, annotated=None, *, valid=None, spars
 
 
 # --------------------------------------------------------------------------- the method
+@dataclass(frozen=True)
+class SelfDisambiguationOptions(MethodOptions):
+    """Options of ``disambig`` (see :class:`SelfDisambiguation`)."""
+
+    annotated_from: str = "declared"  # Φ: "declared" classes | labels "present" (as coded)
+    gamma: float = GAMMA  # γ: focal exponent of the ambiguity-aware CE
+    eps: float = EPS  # probabilities are clamped to [eps, 1 − eps] inside the logs
+    smooth: float = SMOOTH  # smoothing s of the ambiguity-aware Dice
+    unlabelled_weight: float = UNLABELLED_WEIGHT  # entropy ×this on samples with no label ≥ 1
+    entropy_weight: float = 1.0  # weight of the entropy regulariser (0: the ablation)
+
+
 class SelfDisambiguation(Method):
     """Model self-disambiguation (Chen et al., CVPR'24) on the engine's 2D slices.
 
@@ -299,31 +312,23 @@ class SelfDisambiguation(Method):
     sampling = "hierarchical"  # class → modality → dataset → volume, as coded
     kinds = frozenset({"partial", "sparse", "dense"})
     optimizer = OptimizerSpec(name="adamw", lr=1e-3, weight_decay=1e-5, poly_power=0.9)
+    Options = SelfDisambiguationOptions
 
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
         super().__init__(num_classes, feature_channels, **options)
-        self.annotated_from = options.get("annotated_from", "declared")
-        if self.annotated_from not in ("declared", "present"):
+        if self.options.annotated_from not in ("declared", "present"):
             raise ValueError(f"annotated_from must be 'declared' or 'present', "
-                             f"not {self.annotated_from!r}")
-        self.gamma = float(options.get("gamma", GAMMA))
-        self.eps = float(options.get("eps", EPS))
-        self.smooth = float(options.get("smooth", SMOOTH))
-        self.unlabelled_weight = float(options.get("unlabelled_weight", UNLABELLED_WEIGHT))
-        self.entropy_weight = float(options.get("entropy_weight", 1.0))
-        unknown = set(options) - {"annotated_from", "gamma", "eps", "smooth",
-                                  "unlabelled_weight", "entropy_weight"}
-        if unknown:
-            raise ValueError(f"unknown options for 'disambig': {sorted(unknown)}")
+                             f"not {self.options.annotated_from!r}")
 
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, _ = net(batch["image"])
         probs = torch.softmax(logits.float(), 1)
         target = batch["labels"].long().clamp(min=0)
-        annotated = batch.get("annotated") if self.annotated_from == "declared" else None
+        o = self.options
+        annotated = batch.get("annotated") if o.annotated_from == "declared" else None
         out = self_disambiguation_loss(
-            probs, target, annotated, valid=batch.get("valid"), gamma=self.gamma,
-            eps=self.eps, smooth=self.smooth, unlabelled_weight=self.unlabelled_weight,
-            entropy_weight=self.entropy_weight)
+            probs, target, annotated, valid=batch.get("valid"), gamma=o.gamma,
+            eps=o.eps, smooth=o.smooth, unlabelled_weight=o.unlabelled_weight,
+            entropy_weight=o.entropy_weight)
         terms = detach_terms({k: out[k] for k in ("focal_ce", "dice", "entropy_reg")})
         return LossOutput(total=out["total"], terms=terms)

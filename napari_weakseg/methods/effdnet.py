@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,12 +20,12 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..runtime import mix_seed
-from .base import LossOutput, Method, OptimizerSpec, detach_terms
+from .base import LossOutput, Method, MethodOptions, OptimizerSpec, detach_terms
 from .pce import IGNORE, known_labels, partial_cross_entropy
 
-__all__ = ["EFFDNet", "effdnet_objective", "ema_alpha", "ema_update", "fadc",
-           "fadc_sources_as_coded", "fbsl_loss", "fbsl_regions", "pseudo_label_cross_entropy",
-           "scribble_boxes", "supcon_region_loss"]
+__all__ = ["EFFDNet", "EFFDNetOptions", "effdnet_objective", "ema_alpha", "ema_update",
+           "fadc", "fadc_sources_as_coded", "fbsl_loss", "fbsl_regions",
+           "pseudo_label_cross_entropy", "scribble_boxes", "supcon_region_loss"]
 
 
 # --------------------------------------------------------------------------- losses
@@ -249,6 +250,26 @@ def _unwrap(net):
     return getattr(net, "module", net)
 
 
+@dataclass(frozen=True)
+class EFFDNetOptions(MethodOptions):
+    """Options of ``effdnet`` (defaults as coded; see :class:`EFFDNet`)."""
+
+    lam: float = 0.6  # λ: weight of the pseudo-label CE + δ·FBSL bracket
+    delta: float = 0.3  # δ: weight of FBSL inside the bracket
+    fbsl_k: int = 8  # K: FBSL cuts the image into K×K blocks
+    tau: float = 0.07  # τ: temperature of the FBSL contrastive loss
+    use_fbsl: bool = True  # FBSL term on (ablation: off)
+    use_fadc: bool = True  # FADC augmented pass on (ablation: off)
+    fadc_box: str = "all"  # "all" strokes (as coded) | "foreground" (paper) FADC box
+    fadc_max_redraws: int | None = None  # FADC redraws of an empty crop (None: batch size)
+    teacher_mode: str = "train"  # teacher predicts in "train" (as coded) | "eval" mode
+    teacher_init: str = "random"  # teacher starts "random" (as coded) | "copy" of student
+    ema_decay: float = 0.99  # EMA factor cap: a = min(1 − 1/(t+1), ema_decay)
+    noise_std: float = 0.1  # std of the teacher's input noise (intensity units, [0, 1])
+    noise_clip: float = 0.05  # the teacher's input noise is clamped to ±noise_clip
+    seed: int = 2022  # seed of the FADC draws (random.Random(mix_seed(seed, step)))
+
+
 class EFFDNet(Method):
     """EFFDNet: mean-teacher pseudo-labels + pCE + FBSL + FADC, following the authors' code.
 
@@ -289,19 +310,16 @@ class EFFDNet(Method):
     kinds = frozenset({"scribble"})
     optimizer = OptimizerSpec(name="sgd", lr=1e-2, momentum=0.9, weight_decay=1e-4,
                               poly_power=0.9)
-    DEFAULTS = {"lam": 0.6, "delta": 0.3, "fbsl_k": 8, "tau": 0.07, "use_fbsl": True,
-                "use_fadc": True, "fadc_box": "all", "fadc_max_redraws": None,
-                "teacher_mode": "train", "teacher_init": "random", "ema_decay": 0.99,
-                "noise_std": 0.1, "noise_clip": 0.05, "seed": 2022}
+    Options = EFFDNetOptions
 
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
         super().__init__(num_classes, feature_channels, **options)
         options = self.options
-        if options["fadc_box"] not in ("all", "foreground"):
+        if options.fadc_box not in ("all", "foreground"):
             raise ValueError("fadc_box must be 'all' or 'foreground'")
-        if options["teacher_mode"] not in ("train", "eval"):
+        if options.teacher_mode not in ("train", "eval"):
             raise ValueError("teacher_mode must be 'train' or 'eval'")
-        if options["teacher_init"] not in ("random", "copy"):
+        if options.teacher_init not in ("random", "copy"):
             raise ValueError("teacher_init must be 'random' or 'copy'")
         self.teacher: torch.nn.Module | None = None
         self._pending_state: dict[str, Any] | None = None
@@ -309,7 +327,7 @@ class EFFDNet(Method):
     # -- teacher ------------------------------------------------------------------------
     def setup(self, net) -> None:
         teacher = copy.deepcopy(_unwrap(net))
-        if self.options["teacher_init"] == "random":
+        if self.options.teacher_init == "random":
             for module in teacher.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
@@ -328,9 +346,9 @@ class EFFDNet(Method):
         teacher = self.teacher
         if next(teacher.parameters()).device != image.device:
             teacher.to(image.device)
-        teacher.train(self.options["teacher_mode"] == "train")
-        noise = torch.clamp(torch.randn_like(image) * self.options["noise_std"],
-                            -self.options["noise_clip"], self.options["noise_clip"])
+        teacher.train(self.options.teacher_mode == "train")
+        noise = torch.clamp(torch.randn_like(image) * self.options.noise_std,
+                            -self.options.noise_clip, self.options.noise_clip)
         logits, _ = teacher(image + noise)
         return torch.argmax(torch.softmax(logits.float(), dim=1), dim=1)
 
@@ -338,8 +356,8 @@ class EFFDNet(Method):
         """EMA update; ``step`` = 0-based index of the iteration just optimised."""
         if self.teacher is None:
             raise RuntimeError("EFFDNet.setup(net) must be called before training")
-        ema_update(self.teacher, _unwrap(net), ema_alpha(step, self.options["ema_decay"]),
-                   copy_buffers=self.options["teacher_mode"] == "eval")
+        ema_update(self.teacher, _unwrap(net), ema_alpha(step, self.options.ema_decay),
+                   copy_buffers=self.options.teacher_mode == "eval")
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self.teacher is None else {"teacher": self.teacher.state_dict()}
@@ -356,12 +374,12 @@ class EFFDNet(Method):
     def fadc_batch(self, image: torch.Tensor, labels: torch.Tensor, pseudo: torch.Tensor,
                    step: int):
         """FADC of the batch with this step's draws (see :func:`fadc_sources_as_coded`)."""
-        fg_only = self.options["fadc_box"] == "foreground"
+        fg_only = self.options.fadc_box == "foreground"
         boxes = scribble_boxes(labels, fg_only)
-        rng = random.Random(mix_seed(self.options["seed"], step))
+        rng = random.Random(mix_seed(self.options.seed, step))
         n, _, h, w = image.shape
         sources = fadc_sources_as_coded(rng, n, h, w, _box_nonempty(boxes),
-                                        self.options["fadc_max_redraws"])
+                                        self.options.fadc_max_redraws)
         return fadc(image, labels, pseudo, sources, boxes=boxes)
 
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
@@ -371,12 +389,12 @@ class EFFDNet(Method):
         logits, features = net(image)
         pseudo = self.pseudo_labels(image)
         aug = (None, None, None)
-        if opts["use_fadc"]:
+        if opts.use_fadc:
             image_aug, labels_aug, pseudo_aug = self.fadc_batch(image, labels, pseudo, step)
             logits_aug, _ = net(image_aug)
             aug = (logits_aug, labels_aug, pseudo_aug)
         total, terms = effdnet_objective(logits, features, labels, pseudo, *aug,
-                                         lam=opts["lam"], delta=opts["delta"],
-                                         k=opts["fbsl_k"], tau=opts["tau"],
-                                         use_fbsl=opts["use_fbsl"])
+                                         lam=opts.lam, delta=opts.delta,
+                                         k=opts.fbsl_k, tau=opts.tau,
+                                         use_fbsl=opts.use_fbsl)
         return LossOutput(total=total, terms=detach_terms(terms))

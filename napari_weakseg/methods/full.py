@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .base import LossOutput, Method, OptimizerSpec, detach_terms
+from .base import LossOutput, Method, MethodOptions, OptimizerSpec, detach_terms
 from .pce import IGNORE, known_labels, partial_cross_entropy
 
 DICE_SMOOTH = 1e-5
@@ -33,6 +34,14 @@ def soft_dice_loss(probs: torch.Tensor, labels: torch.Tensor,
     return (1.0 - dice).sum() / num_classes
 
 
+@dataclass(frozen=True)
+class FullOptions(MethodOptions):
+    """Options of ``full``."""
+
+    ce_weight: float = 0.5  # weight of the cross-entropy term
+    dice_weight: float = 0.5  # weight of the soft Dice term
+
+
 class FullSupervision(Method):
     """CE + soft Dice on dense labels (WSL4MIS ``train_fully_supervised_2D``).
 
@@ -51,12 +60,12 @@ class FullSupervision(Method):
     kinds = frozenset({"dense", "partial"})
     optimizer = OptimizerSpec(name="sgd", lr=0.03, momentum=0.9, weight_decay=1e-4,
                               poly_power=0.9)
-    DEFAULTS = {"ce_weight": 0.5, "dice_weight": 0.5}
+    Options = FullOptions
 
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, _ = net(batch["image"])
         labels = known_labels(batch)
         ce = partial_cross_entropy(logits, labels)
         dice = soft_dice_loss(torch.softmax(logits.float(), dim=1), labels)
-        total = self.options["ce_weight"] * ce + self.options["dice_weight"] * dice
+        total = self.options.ce_weight * ce + self.options.dice_weight * dice
         return LossOutput(total=total, terms=detach_terms({"ce": ce, "dice": dice}))

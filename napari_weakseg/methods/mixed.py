@@ -63,19 +63,21 @@ Options of the embedded methods pass through as dicts: ``effdnet`` (e.g. ``{"fbs
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..weak.targets import KIND_BITS
-from .base import ANNOTATION_KINDS, LossOutput, Method, OptimizerSpec, detach_terms
+from .base import (ANNOTATION_KINDS, LossOutput, Method, MethodOptions, OptimizerSpec,
+                   detach_terms)
 from .disambig import SelfDisambiguation, annotated_sets, self_disambiguation_loss
 from .effdnet import EFFDNet, effdnet_objective
 from .full import soft_dice_loss
 from .pce import IGNORE, partial_cross_entropy
 from .refineseg import RefineSeg
 
-__all__ = ["Mixed", "GROUPS", "group_pixels"]
+__all__ = ["Mixed", "MixedOptions", "GROUPS", "group_pixels"]
 
 GROUPS = tuple(KIND_BITS)  # scribble, coarse, partial, dense
 
@@ -98,6 +100,26 @@ def _samples(pixels: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(pixels.flatten(1).any(1)).flatten()
 
 
+@dataclass(frozen=True)
+class MixedOptions(MethodOptions):
+    """Options of ``mixed``; ``effdnet``, ``refineseg``, ``disambig`` are the embedded
+    methods' own options, passed through as dicts (checked when those are built)."""
+
+    scribble_weight: float = 1.0  # w of the scribble group's term
+    coarse_weight: float = 1.0  # w of the coarse group's term
+    partial_weight: float = 1.0  # w of the partial group's term
+    dense_weight: float = 1.0  # w of the dense group's term
+    effdnet_terms: bool = True  # scribbles: EFFDNet's objective (off: pCE only)
+    entropy_weight: float = 0.0  # disambiguation's entropy regulariser (unless in disambig)
+    dense_ce_weight: float = 0.5  # dense group: weight of CE
+    dense_dice_weight: float = 0.5  # dense group: weight of soft Dice
+    num_positive: int = 1  # RefineSeg positive heads (unless in refineseg; set from data)
+    num_negative: int = 1  # RefineSeg negative heads (unless in refineseg; set from data)
+    effdnet: dict = field(default_factory=dict)  # EFFDNet options (no use_fadc)
+    refineseg: dict = field(default_factory=dict)  # RefineSeg options
+    disambig: dict = field(default_factory=dict)  # SelfDisambiguation options
+
+
 class Mixed(Method):
     """Every annotation kind, each through its own method's loss, one network (module
     docstring: terms, weighting, normalisation and our choices)."""
@@ -110,10 +132,7 @@ class Mixed(Method):
     kind_masks = True
     sampling = "kinds"
     optimizer = OptimizerSpec(name="adamw", lr=1e-3, weight_decay=1e-5, poly_power=0.9)
-    DEFAULTS = {"scribble_weight": 1.0, "coarse_weight": 1.0, "partial_weight": 1.0,
-                "dense_weight": 1.0, "effdnet_terms": True, "entropy_weight": 0.0,
-                "dense_ce_weight": 0.5, "dense_dice_weight": 0.5, "num_positive": 1,
-                "num_negative": 1, "effdnet": {}, "refineseg": {}, "disambig": {}}
+    Options = MixedOptions
 
     @classmethod
     def options_from_data(cls, targets: dict) -> dict:
@@ -122,24 +141,21 @@ class Mixed(Method):
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
         super().__init__(num_classes, feature_channels, **options)
         opts = self.options
-        for name in ("effdnet", "refineseg", "disambig"):
-            if not isinstance(opts[name], dict):
-                raise ValueError(f"{name}: expected a mapping of {name} options")
-        if opts["effdnet"].get("use_fadc"):
+        if opts.effdnet.get("use_fadc"):
             raise ValueError("effdnet: FADC is not part of mixed (it pastes crops between "
                              "samples of different kinds)")
-        self.weights = {g: float(opts[f"{g}_weight"]) for g in GROUPS}
+        self.weights = {g: float(getattr(opts, f"{g}_weight")) for g in GROUPS}
         #: the embedded methods: their options, modules and state (not their batches)
         self.effdnet = (EFFDNet(num_classes, feature_channels,
-                                **{**opts["effdnet"], "use_fadc": False})
-                        if opts["effdnet_terms"] else None)
+                                **{**opts.effdnet, "use_fadc": False})
+                        if opts.effdnet_terms else None)
         self.refineseg = RefineSeg(num_classes, feature_channels,
-                                   **{"num_positive": int(opts["num_positive"]),
-                                      "num_negative": int(opts["num_negative"]),
-                                      **opts["refineseg"]})
+                                   **{"num_positive": opts.num_positive,
+                                      "num_negative": opts.num_negative,
+                                      **opts.refineseg})
         self.disambig = SelfDisambiguation(
             num_classes, feature_channels,
-            **{"entropy_weight": float(opts["entropy_weight"]), **opts["disambig"]})
+            **{"entropy_weight": opts.entropy_weight, **opts.disambig})
 
     # -- modules and state (the teacher, the annotation heads) ---------------------------
     def setup(self, net) -> None:
@@ -204,8 +220,8 @@ class Mixed(Method):
         pseudo = (self.effdnet.pseudo_labels(batch["image"][idx]) if pseudo_label is None
                   else pseudo_label[idx])
         return effdnet_objective(logits[idx], features[idx], strokes, pseudo,
-                                 lam=opts["lam"], delta=opts["delta"], k=opts["fbsl_k"],
-                                 tau=opts["tau"], use_fbsl=opts["use_fbsl"])
+                                 lam=opts.lam, delta=opts.delta, k=opts.fbsl_k,
+                                 tau=opts.tau, use_fbsl=opts.use_fbsl)
 
     def _coarse(self, logits, features, batch):
         valid = batch.get("valid")
@@ -229,7 +245,7 @@ class Mixed(Method):
         return self.refineseg.coarse_terms(logits[idx], features[idx], sub)
 
     def _partial(self, logits, features, batch, labels, pixels, idx, pseudo_label):
-        d = self.disambig
+        d = self.disambig.options
         valid = pixels[idx]
         raw = torch.where(pixels, labels, torch.zeros_like(labels))[idx].clamp(min=0)
         annotated = batch.get("annotated") if d.annotated_from == "declared" else None
@@ -251,5 +267,5 @@ class Mixed(Method):
         known = torch.where(pixels, labels, torch.full_like(labels, IGNORE))[idx]
         ce = partial_cross_entropy(logits[idx], known)
         dice = soft_dice_loss(torch.softmax(logits[idx].float(), dim=1), known)
-        total = self.options["dense_ce_weight"] * ce + self.options["dense_dice_weight"] * dice
+        total = self.options.dense_ce_weight * ce + self.options.dense_dice_weight * dice
         return total, {"ce": ce, "dice": dice}

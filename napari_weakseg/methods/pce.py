@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .base import LossOutput, Method, OptimizerSpec
+from .base import LossOutput, Method, MethodOptions, OptimizerSpec
 
 IGNORE = -1
 
@@ -47,6 +48,13 @@ def known_labels(batch: dict[str, Any], use_coarse_pos: bool = False) -> torch.T
     return labels
 
 
+@dataclass(frozen=True)
+class PCEOptions(MethodOptions):
+    """Options of ``pce``."""
+
+    use_coarse_pos: bool = True  # positive coarse labels fill still-unknown pixels
+
+
 class PartialCrossEntropy(Method):
     """pCE: cross-entropy on pixels whose class is known (WSL4MIS pCE baseline).
 
@@ -66,10 +74,10 @@ class PartialCrossEntropy(Method):
     kinds = frozenset({"scribble", "coarse_pos", "partial", "sparse", "dense"})
     optimizer = OptimizerSpec(name="sgd", lr=0.03, momentum=0.9, weight_decay=1e-4,
                               poly_power=0.9)
-    DEFAULTS = {"use_coarse_pos": True}
+    Options = PCEOptions
 
     def loss(self, net, batch: dict[str, Any], step: int) -> LossOutput:
         logits, _ = net(batch["image"])
-        labels = known_labels(batch, bool(self.options["use_coarse_pos"]))
+        labels = known_labels(batch, self.options.use_coarse_pos)
         total = partial_cross_entropy(logits, labels)
         return LossOutput(total=total, terms={"pce": total.detach()})

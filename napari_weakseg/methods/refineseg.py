@@ -21,16 +21,18 @@ Conventions (L = number of classes; ``*S`` = spatial dims, 2D or 3D for the pure
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import LossOutput, Method, OptimizerSpec, detach_terms
+from .base import LossOutput, Method, MethodOptions, OptimizerSpec, detach_terms
 
 __all__ = [
-    "RefineSeg", "AnnotationHead", "ComplementaryTransition", "RefineSegModules",
+    "RefineSeg", "RefineSegOptions", "AnnotationHead", "ComplementaryTransition",
+    "RefineSegModules",
     "column_stochastic", "apply_transition", "positive_coarse_loss", "negative_coarse_loss",
     "identity_regulariser", "uniform_complementary",
 ]
@@ -242,6 +244,31 @@ class RefineSegModules(nn.Module):
 
 
 # --------------------------------------------------------------------------- the method
+@dataclass(frozen=True)
+class RefineSegOptions(MethodOptions):
+    """Options of ``refineseg`` (our choices where the paper is silent: :class:`RefineSeg`).
+    ``ablation`` names a preset of :data:`ABLATIONS` whose values the method applies under
+    the explicit options; the other fields hold the values in effect."""
+
+    ablation: str = "full"  # preset of ABLATIONS ("full": none), under explicit options
+    alpha: float = ALPHA  # α: weight of the positive CE
+    beta: float = BETA  # β: weight of the positive Dice
+    lam: float = LAMBDA  # λ: weight of the ‖A − I‖² regulariser
+    eps: float = EPS  # probabilities are clamped to [eps, 1] inside the logs
+    dice_mode: str = "per_class"  # positive Dice: "per_class" (ours) | "global" (Eq. 4)
+    negative_multi: str = "mean"  # several "not" labels at a pixel: "mean" | "mass"
+    use_heads: bool = True  # transition heads (off: A = I)
+    use_negative: bool = True  # negative coarse loss (off: positive only)
+    use_regulariser: bool = True  # the identity regulariser (off: λ term dropped)
+    regularise_negative: bool = False  # regularise the negative heads too
+    num_positive: int = 1  # P: positive heads (the trainer sets it from the data)
+    num_negative: int = 1  # Q: negative heads (the trainer sets it from the data)
+    learn_complementary: bool = False  # M learnable (off: fixed uniform (1 − I)/(L − 1))
+    head_normalisation: str = "softmax"  # head columns: "softmax" | "softplus" (ancestor)
+    head_init_diag: float = 0.9  # start of the heads: diagonal of each column, in (1/L, 1)
+    head_init_scale: float = 0.1  # start of the heads: scale of the 1×1 conv weights
+
+
 class RefineSeg(Method):
     """RefineSeg (Du et al., MICCAI'25): coarse positive/negative masks through pixel-wise
     transition matrices. Inference uses the segmentation network's p(y|x) only; the heads
@@ -285,6 +312,7 @@ class RefineSeg(Method):
     description = "RefineSeg (MICCAI'25): positive + negative coarse masks, transition heads"
     kinds = frozenset({"coarse_pos", "coarse_neg"})
     optimizer = OptimizerSpec(name="adamw", lr=1e-3, weight_decay=2e-5, poly_power=0.9)
+    Options = RefineSegOptions
 
     @classmethod
     def options_from_data(cls, targets: dict) -> dict:
@@ -298,27 +326,14 @@ class RefineSeg(Method):
 
     def __init__(self, num_classes: int, feature_channels: int = 16, **options: Any):
         preset = options.get("ablation", "full")
-        if preset not in ABLATIONS:
+        if not isinstance(preset, str) or preset not in ABLATIONS:
             raise ValueError(f"unknown ablation {preset!r}; choose from {sorted(ABLATIONS)}")
         opts = {**ABLATIONS[preset], **options}
         super().__init__(num_classes, feature_channels, **opts)
-        self.alpha = float(opts.get("alpha", ALPHA))
-        self.beta = float(opts.get("beta", BETA))
-        self.lam = float(opts.get("lam", LAMBDA))
-        self.eps = float(opts.get("eps", EPS))
-        self.dice_mode = opts.get("dice_mode", "per_class")
-        self.negative_multi = opts.get("negative_multi", "mean")
-        self.use_heads = bool(opts.get("use_heads", True))
-        self.use_negative = bool(opts.get("use_negative", True))
-        self.use_regulariser = bool(opts.get("use_regulariser", True))
-        self.regularise_negative = bool(opts.get("regularise_negative", False))
-        self.num_positive = int(opts.get("num_positive", 1))
-        self.num_negative = int(opts.get("num_negative", 1))
+        o = self.options
         self.aux = RefineSegModules(
-            feature_channels, num_classes, self.num_positive, self.num_negative,
-            self.use_heads, bool(opts.get("learn_complementary", False)),
-            opts.get("head_normalisation", "softmax"), float(opts.get("head_init_diag", 0.9)),
-            float(opts.get("head_init_scale", 0.1)))
+            feature_channels, num_classes, o.num_positive, o.num_negative, o.use_heads,
+            o.learn_complementary, o.head_normalisation, o.head_init_diag, o.head_init_scale)
 
     def extra_modules(self) -> dict[str, Any]:
         if any(True for _ in self.aux.parameters()):
@@ -326,7 +341,7 @@ class RefineSeg(Method):
         return {}
 
     def _head(self, heads: nn.ModuleList, index: int, features):
-        if not self.use_heads:
+        if not self.options.use_heads:
             return None
         if index >= len(heads):
             raise ValueError(f"batch has more coarse strategies than RefineSeg heads "
@@ -345,6 +360,7 @@ class RefineSeg(Method):
         batch's ``coarse_pos``/``coarse_neg``/``valid``: ``(total, terms)`` with the
         tensors ``pos``, ``pos_ce``, ``pos_dice``, ``neg``, ``reg`` (the ``mixed`` method
         calls this on its coarse samples)."""
+        o = self.options
         probs = torch.softmax(logits.float(), 1)
         valid = batch.get("valid")
         pos_sum, ce_sum, dice_sum, reg_sum, neg_sum = (_zero(probs) for _ in range(5))
@@ -354,23 +370,23 @@ class RefineSeg(Method):
                 a = self._head(self.aux.positive, r, features)
                 a = None if a is None else a.float()
                 lp, ce, dice = positive_coarse_loss(
-                    probs, a, coarse_pos[:, r], alpha=self.alpha, beta=self.beta,
-                    eps=self.eps, dice_mode=self.dice_mode, mask=valid)
+                    probs, a, coarse_pos[:, r], alpha=o.alpha, beta=o.beta,
+                    eps=o.eps, dice_mode=o.dice_mode, mask=valid)
                 pos_sum, ce_sum, dice_sum = pos_sum + lp, ce_sum + ce, dice_sum + dice
-                if a is not None and self.use_regulariser:
+                if a is not None and o.use_regulariser:
                     reg_sum = reg_sum + identity_regulariser(a)
         coarse_neg = batch.get("coarse_neg")
-        if self.use_negative and coarse_neg is not None:
+        if o.use_negative and coarse_neg is not None:
             m = self.aux.complementary().float()
             for s in range(coarse_neg.shape[1]):
                 a = self._head(self.aux.negative, s, features)
                 a = None if a is None else a.float()
                 neg_sum = neg_sum + negative_coarse_loss(
-                    probs, a, coarse_neg[:, s], m, eps=self.eps, multi=self.negative_multi,
+                    probs, a, coarse_neg[:, s], m, eps=o.eps, multi=o.negative_multi,
                     mask=valid)
-                if a is not None and self.use_regulariser and self.regularise_negative:
+                if a is not None and o.use_regulariser and o.regularise_negative:
                     reg_sum = reg_sum + identity_regulariser(a)
-        total = pos_sum + neg_sum + self.lam * reg_sum
+        total = pos_sum + neg_sum + o.lam * reg_sum
         terms = {"pos": pos_sum, "pos_ce": ce_sum, "pos_dice": dice_sum, "neg": neg_sum,
                  "reg": reg_sum}
         return total, terms

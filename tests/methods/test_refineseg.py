@@ -273,7 +273,7 @@ def test_ablation_presets(preset, has_heads, neg_zero, reg_zero):
 
 def test_explicit_option_overrides_preset():
     method = RefineSeg(3, 4, ablation="positive_only", use_negative=True)
-    assert method.use_negative
+    assert method.options.use_negative
 
 
 @pytest.mark.parametrize("kwargs", [{"ablation": "nope"}, {"head_normalisation": "relu"},
