@@ -189,31 +189,20 @@ def _check_float(name: str, value: Any, *, positive: bool) -> None:
 
 
 def check_method_options(method: str, options: dict, num_classes: int | None = None) -> None:
-    """Unknown method, unknown option names and values whose type differs from the option's
-    default raise :class:`OptionError`; with ``num_classes`` the method is also built once
-    (its own range checks), which imports torch."""
+    """Unknown method, unknown option names and values of the wrong type (the method's
+    ``Options`` dataclass decides) raise :class:`OptionError`; with ``num_classes`` the
+    method is also built once (its own range checks), which imports torch."""
     from ..methods import get_method
 
     try:
         cls = get_method(method)
     except KeyError as exc:
         raise OptionError(f"--method: {exc.args[0]}") from None
-    defaults = cls.DEFAULTS
-    if defaults is not None:
-        unknown = sorted(set(options) - set(defaults))
-        if unknown:
-            raise OptionError(f"--option {unknown[0]}: not an option of {method!r}; known: "
-                              f"{', '.join(sorted(defaults))}")
-        for key, value in options.items():
-            default = defaults[key]
-            if default is None or value is None:
-                continue
-            if isinstance(default, bool) != isinstance(value, bool) or (
-                    isinstance(default, (int, float)) and not isinstance(default, bool)
-                    and not isinstance(value, (int, float))) or (
-                    isinstance(default, str) and not isinstance(value, str)):
-                raise OptionError(f"--option {key}={value!r}: expected a value like "
-                                  f"{default!r} ({type(default).__name__})")
+    if cls.Options is not None:  # the method's typed options: names and types, one rule
+        try:
+            cls.Options.from_dict(options, method)
+        except OptionError as exc:
+            raise OptionError(f"--option: {exc}") from None
     if num_classes is not None:
         try:
             cls(num_classes, **options)

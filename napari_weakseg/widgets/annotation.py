@@ -102,6 +102,7 @@ class AnnotationPanel(QWidget):
         self._autosaver = AnnotationAutosaver()  # keys: id(layer)
         self._watched: dict[int, object] = {}
         self._versions_request = 0             # newest background refresh of the list
+        self._versions_of = None               # (project, volume, kind) the list shows
 
         self.image_combo = QComboBox()
         self.kind_combo = QComboBox()
@@ -441,7 +442,7 @@ class AnnotationPanel(QWidget):
                 box.blockSignals(False)
         self._show_slices(layer.metadata.get(layer_meta.DECLARED_SLICES) if layer is not None
                           and kind == "sparse" else None)
-        self._refresh_versions()
+        self._refresh_versions(only_if_changed=True)
 
     def _show_slices(self, slices):
         if self.kind != "sparse":
@@ -472,11 +473,18 @@ class AnnotationPanel(QWidget):
         self.set_kind("sparse")
         self.toggle_slice_complete()
 
-    def _refresh_versions(self):
-        """Refill the versions list from the store, in the background: it runs on every
-        change of the active layer, and a query waiting on the manifest (a training process
-        writing to it) stalled the viewer by ~40 ms (benchmarks/gui_latency.py
-        --trace-stalls)."""
+    def _refresh_versions(self, only_if_changed: bool = False):
+        """Refill the versions list from the store, in the background (a query waiting on
+        the manifest while a training process writes to it stalled the viewer by ~40 ms:
+        benchmarks/gui_latency.py --trace-stalls). ``only_if_changed``: skip it when the
+        list already shows this volume and kind — the active layer changes often (every
+        prediction or preview layer added) and the versions only change with a save."""
+        project, volume = self.session.project, self.session.volume
+        showing = (None if project is None else str(project.root),
+                   None if volume is None else volume.name, self.kind)
+        if only_if_changed and showing == self._versions_of:
+            return
+        self._versions_of = showing
         self._versions_request += 1
         request, kind = self._versions_request, self.kind
 
