@@ -41,8 +41,10 @@ class _Ndimage:
     :data:`POSTPROCESSORS` and should not pay scipy's import (~0.25 s) for ``--help``."""
 
     def __getattr__(self, name: str):
+        global ndimage
         from scipy import ndimage as module
 
+        ndimage = module  # from now on the module itself
         return getattr(module, name)
 
 
