@@ -209,9 +209,13 @@ def main(argv=None) -> int:
     from napari_weakseg.evaluation.metrics import write_csv, write_json
 
     report = getattr(data, "report", None) or data.val
-    chooser = ("an inner validation split of the train patients "
-               f"({len(data.val)} volumes, seed {args.inner_seed})" if report is not data.val
-               else f"the same split it reports (ACDC val, {len(data.val)} volumes: optimistic)")
+    if args.evaluate:  # chosen when the run trained: its config says on what
+        chooser = (f"what the run's training used ({config_of['training'].get('data', '?')})")
+    elif report is not data.val:
+        chooser = ("an inner validation split of the train patients "
+                   f"({len(data.val)} volumes, seed {args.inner_seed})")
+    else:
+        chooser = f"the same split it reports (ACDC val, {len(data.val)} volumes: optimistic)"
     print(f"\ncheckpoint chosen on {chooser}")
     variants = [(" (the model's recorded post-processing)", False)] + ([(" + largest component", True)] if args.largest_component else [])
     if args.postprocess:

@@ -91,15 +91,38 @@ class StallTracer:
 
         self.meter, self.threshold = meter, threshold_ms / 1000.0
         self.samples: dict[str, int] = {}
+        #: the tracer thread's own late wake-ups (ms): a stall the tracer shares is
+        #: process-wide (GIL or CPU), one it does not share is the main thread's own work
+        self.late_ms: list[float] = []
+        self.process_wide: dict[str, int] = {}
         self.main = threading.main_thread().ident
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self):
+        import threading
         import traceback
 
+        names = {}
+        expected = time.perf_counter() + 0.02
         while not self._stop.wait(0.02):
+            now = time.perf_counter()
+            late, expected = now - expected, now + 0.02
+            if self.meter._phase is not None and late > self.threshold:
+                # this thread could not run either: the whole process was held (the GIL
+                # kept by a C call in another thread, or no CPU) — record what the other
+                # threads were doing as it resumed
+                names.update({t.ident: t.name for t in threading.enumerate()})
+                for ident, frame in sys._current_frames().items():
+                    if ident in (self.main, threading.get_ident()):
+                        continue
+                    top = [f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                           for f in traceback.extract_stack(frame)][-4:]
+                    key = (f"[{self.meter._phase}] tracer late {late * 1000:.0f} ms; "
+                           f"{names.get(ident, ident)}: " + " < ".join(reversed(top)))
+                    self.process_wide[key] = self.process_wide.get(key, 0) + 1
+                self.late_ms.append(late * 1000)
             if self.meter._phase is None or \
                     time.perf_counter() - self.meter._last < self.threshold:
                 continue
@@ -119,6 +142,12 @@ class StallTracer:
         print("\nWhere the main thread was during stalls (20 ms samples):")
         for key, count in sorted(self.samples.items(), key=lambda kv: -kv[1])[:30]:
             print(f"  {count * 20:5d} ms  {key}")
+        shared = sorted(self.late_ms, reverse=True)
+        print(f"\nStalls the tracer thread shared (process-wide: GIL or CPU): {len(shared)}, "
+              f"longest {', '.join(f'{v:.0f}' for v in shared[:8]) or '-'} ms; the other "
+              "threads as the process resumed:")
+        for key, count in sorted(self.process_wide.items(), key=lambda kv: -kv[1])[:20]:
+            print(f"  {count:3d}×  {key}")
 
 
 def spin(condition, timeout: float, poll_ms: int = 20) -> bool:
