@@ -65,10 +65,11 @@ def estimate_step_seconds(config, data, method: str) -> float:
     return float(np.median(steps)) if len(steps) else 1.0
 
 
-def evaluate(model_dir, data, flip_tta=False, largest_component=False, postprocess=None,
+def evaluate(model_dir, data, flip_tta=None, largest_component=False, postprocess=None,
              volumes=None):
     """Scores on ``volumes`` (default ``data.val``) through the shared Predictor (the model's pre-processing);
-    post-processing ``postprocess``, else ``largest`` / ``none`` by ``largest_component``.
+    post-processing ``postprocess``, else ``largest`` / ``none`` by ``largest_component``;
+    test-time augmentation by ``flip_tta`` (``None``: what the model records).
     The volumes are normalised already (``acdc_data``: the default normaliser)."""
     from napari_weakseg.evaluation.metrics import evaluate_volume, summarise
     from napari_weakseg.inference.predictor import Predictor
@@ -110,7 +111,9 @@ def main(argv=None) -> int:
     parser.add_argument("--init", type=Path, metavar="MODEL",
                         help="fine-tune from this model folder (e.g. models/acdc-cine-effdnet); "
                              "size, width and pre-/post-processing come from it")
-    parser.add_argument("--flip-tta", action="store_true")
+    parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirror test-time augmentation on/off (default: what the model "
+                             "records)")
     parser.add_argument("--largest-component", action="store_true",
                         help="also report scores after keeping each class's largest 3D component")
     parser.add_argument("--evaluate", type=Path, metavar="RUN_DIR",

@@ -1,11 +1,13 @@
 """Prediction seconds per ACDC volume (whole volume, back on its own grid).
 
-    .venv/bin/python benchmarks/predict.py [--model models/NAME] [--volumes 10] [--flip-tta]
+    .venv/bin/python benchmarks/predict.py [--model models/NAME] [--volumes 10] [--threads N]
+        [--flip-tta | --no-flip-tta]
 
 Without ``--model`` a freshly initialised network of each width/size below is timed (speed
 does not depend on the weights), through the legacy ``resize`` pipeline; with ``--model`` the
 model is run through the default path (``Predictor``: its recorded pre-processing — e.g.
-resampling to a target spacing — and post-processing). Prints a Markdown table: model, input size, seconds per
+resampling to a target spacing —, post-processing and test-time augmentation, unless
+``--flip-tta``/``--no-flip-tta`` says otherwise). Prints a Markdown table: model, input size, seconds per
 volume (mean over volumes), slices per second, peak process memory.
 """
 
@@ -36,8 +38,13 @@ def main(argv=None) -> int:
     parser.add_argument("--volumes", type=int, default=10)
     parser.add_argument("--acdc", type=Path, default=DEFAULT_ACDC)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--flip-tta", action="store_true")
+    parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirror test-time augmentation (default: the model's; off for "
+                             "untrained networks)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = select_device(args.device)
     paths = sorted((args.acdc / "images").glob("*.nii.gz"))[: args.volumes]
     if not paths:
@@ -48,21 +55,20 @@ def main(argv=None) -> int:
     if args.model:  # the default path: the model's recorded pre- and post-processing
         from napari_weakseg.inference.predictor import Predictor
 
-        predictor = Predictor(args.model, str(device))
+        predictor = Predictor(args.model, str(device), flip_tta=args.flip_tta)
         predictor.load()
         print(f"{args.model}: {predictor.describe()}")
         predictor.predict(volumes[0], read[0].geometry.spatial_spacing)  # warm-up
         start = time.perf_counter()
         for volume in read:
-            predictor.predict(volume.data, volume.geometry.spatial_spacing,
-                              flip_tta=args.flip_tta)
+            predictor.predict(volume.data, volume.geometry.spatial_spacing)
         seconds = time.perf_counter() - start
         slices = sum(v.shape[0] for v in volumes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-        print("| model | pipeline | flip TTA | s / volume | slices / s | peak RSS GiB |")
+        print("| model | pipeline | TTA | s / volume | slices / s | peak RSS GiB |")
         print("|---|---|---|---|---|---|")
         print(f"| {args.model.name} | {predictor.describe()} | "
-              f"{'yes' if args.flip_tta else 'no'} | {seconds / len(volumes):.2f} | "
+              f"{predictor.tta} | {seconds / len(volumes):.2f} | "
               f"{slices / seconds:.1f} | {peak:.2f} |")
         return 0
     cases = []  # untrained networks: speed does not depend on the weights
@@ -79,7 +85,7 @@ def main(argv=None) -> int:
         predict_volume(net, volumes[0], size, device=device)  # warm-up
         start = time.perf_counter()
         for volume in volumes:
-            predict_volume(net, volume, size, device=device, flip_tta=args.flip_tta)
+            predict_volume(net, volume, size, device=device, flip_tta=bool(args.flip_tta))
         seconds = time.perf_counter() - start
         slices = sum(v.shape[0] for v in volumes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20

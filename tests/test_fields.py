@@ -96,9 +96,11 @@ ROUND_TRIPS = [
      {"probabilities": True, "uncertainty": True, "largest_component": True,
       "fill_holes": True, "flip_tta": True, "force": True}),
     (ExportOptions, ["--device", "cpu", "--shard", "1/4", "--prefetch", "0", "--threads", "3",
-                     "--postprocess", "anatomy", "--no-qc-report", "--qc-lowest", "2"],
+                     "--postprocess", "anatomy", "--no-qc-report", "--qc-lowest", "2",
+                     "--tta", "none"],
      {"device": "cpu", "shard": (1, 4), "prefetch": 0, "threads": 3, "postprocess": "anatomy",
-      "qc_report": False, "qc_lowest": 2}),
+      "qc_report": False, "qc_lowest": 2, "tta": "none"}),
+    (ExportOptions, ["--tta", "mirror"], {"tta": "mirror"}),
     (ExportOptions, ["--qc-report"], {"qc_report": True}),
     (ExportOptions, [], {}),
 ]
@@ -142,7 +144,7 @@ TRAIN_FLAGS = ["--iterations", "--batch-size", "--size", "--width", "--lr", "--i
 EXPORT_FLAGS = ["--out", "--shard", "--force", "--probabilities", "--uncertainty",
                 "--postprocess", "--largest-component", "--fill-holes", "--device",
                 "--flip-tta", "--tag", "--threads", "--prefetch", "--no-qc-report",
-                "--qc-lowest"]
+                "--qc-lowest", "--tta"]
 
 
 @pytest.mark.parametrize("command, flags", [("train", TRAIN_FLAGS), ("export", EXPORT_FLAGS)])
@@ -232,4 +234,4 @@ def test_the_defaults_did_not_move():
     assert ExportOptions() == ExportOptions(
         probabilities=False, uncertainty=False, largest_component=False, fill_holes=False,
         flip_tta=False, device="auto", force=False, shard=None, prefetch=1, threads=None,
-        batch_slices=16, postprocess=None, qc_report=True, qc_lowest=10)
+        batch_slices=16, postprocess=None, qc_report=True, qc_lowest=10, tta=None)

@@ -32,7 +32,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_weakseg"
 
-CORE = {"errors", "schema", "preprocess", "postprocess", "zoo", "synthetic", "states",
+CORE = {"errors", "schema", "preprocess", "postprocess", "tta", "zoo", "synthetic", "states",
         "runtime", "layer_meta", "fields"}
 #: stage rank of each top-level part of the package (core utilities: see CORE)
 STAGES = {
@@ -58,7 +58,7 @@ GUI_ALLOWED = {"widgets", "launch"}
 #: parts whose modules must not import torch at module level (napari starts fast)
 NO_TOP_LEVEL_TORCH = {"io", "store", "weak", "__init__", "plugin", "schema", "errors",
                       "states", "runtime", "layer_meta", "zoo", "synthetic", "postprocess",
-                      "fields"}
+                      "tta", "fields"}
 
 #: importer module → imported part: known arrows against the rules, with the reason
 ALLOWED = {

@@ -15,6 +15,7 @@ from ..errors import InputError, OptionError
 
 def register(subparsers) -> None:
     from ..fields import add_arguments
+    from ..tta import TTA_MODES
     from ..training.config import TrainConfig
 
     train = subparsers.add_parser(
@@ -63,7 +64,12 @@ def register(subparsers) -> None:
     predict.add_argument("--force", action="store_true",
                          help="replace existing files in --out that weakseg did not write")
     predict.add_argument("--device", default="auto")
-    predict.add_argument("--flip-tta", action="store_true")
+    predict.add_argument("--tta", choices=TTA_MODES,
+                         help="test-time augmentation (default: the one the model records): "
+                              "mirror = average the image and its 3 flips (4 passes), "
+                              "none = one pass")
+    predict.add_argument("--flip-tta", action="store_true", default=None,
+                         help="old spelling of --tta mirror")
     predict.add_argument("--uncertainty", action="store_true",
                          help="also write the per-voxel entropy (float32)")
     predict.add_argument("--postprocess", choices=("none", "largest", "anatomy"),
@@ -303,7 +309,7 @@ def run_predict(args: argparse.Namespace) -> int:
                               f"--postprocess {postprocess}")
         postprocess = alias
     predictor = Predictor(args.model, device=args.device, postprocess=postprocess,
-                          flip_tta=args.flip_tta)
+                          flip_tta=args.flip_tta, tta=args.tta)
     predictor.load()
     print(predictor.describe())
     outputs = OutputFolder(args.out, inputs=args.inputs, force=args.force)

@@ -5,9 +5,12 @@ slice brought to the network's resolution by the model's pre-processing
 (:class:`napari_weakseg.preprocess.Preprocessing`: ``resize`` to the training size, or
 ``spacing``: resampled to the target spacing and padded to a multiple of 16), predicted in
 batches of slices, and the softmax probabilities are mapped back (bilinear) onto the slice
-grid before the argmax — so the label map lies exactly on the input grid. Optional flip
-test-time augmentation averages the probabilities of the plain, left-right and up-down
-flipped slices. ``pipeline="wsl4mis"`` instead reproduces the reference evaluation
+grid before the argmax — so the label map lies exactly on the input grid. Optional
+test-time augmentation ``mirror`` (nnU-Net's mirroring, in 2D) averages the probabilities
+of the plain slice and of its left-right, up-down and both-ways flips (4 passes; the
+``flip_tta`` flag of the functions below). A model folder may record it as its default
+(``config["inference"]["tta"]``, :mod:`napari_weakseg.tta`); chosen for the zoo model on the
+inner split (docs/results.md). ``pipeline="wsl4mis"`` instead reproduces the reference evaluation
 (nearest-neighbour resize of the image to the training size and of the *label map* back;
 methods-as-coded §2.8).
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 import numpy as np
+
 
 
 @dataclass(eq=False)
@@ -113,7 +117,8 @@ def _forward_probs(net, x, flip_tta: bool):
         return torch.softmax(logits.float(), dim=1)
 
     probs = probs_of(x)
-    if flip_tta:
-        probs = probs + probs_of(x.flip(-1)).flip(-1) + probs_of(x.flip(-2)).flip(-2)
-        probs = probs / 3.0
+    if flip_tta:  # "mirror": every combination of the two in-plane flips
+        for dims in ((-1,), (-2,), (-2, -1)):
+            probs = probs + probs_of(x.flip(dims)).flip(dims)
+        probs = probs / 4.0
     return probs

@@ -7,7 +7,10 @@ napari widgets (Review tab, uncertainty ranking) and the trainer's validation.
 (:class:`~napari_weakseg.postprocess.Postprocessing`, with the label schema's rules) — so
 every path predicts the same way with the same defaults. ``postprocess`` (``none``,
 ``largest``, ``anatomy``) overrides the recorded post-processing explicitly; ``None`` keeps
-the model's. A model folder written before these fields existed predicts as before
+the model's. Likewise the test-time augmentation (``tta``: ``none`` or ``mirror``, see
+:mod:`~napari_weakseg.inference.predict`; ``flip_tta`` is its old boolean spelling):
+``None`` keeps what the model records (``config["inference"]["tta"]``, ``none`` when
+absent). A model folder written before these fields existed predicts as before
 (``resize`` pre-processing; post-processing ``none``, or ``largest`` for the legacy
 ``{"largest_component": true}``).
 
@@ -28,6 +31,7 @@ from ..errors import InputError
 from ..nets.model_folder import model_identity, read_config
 from ..postprocess import Postprocessing
 from ..preprocess import Preprocessing, select_device
+from ..tta import recorded_tta, resolve_tta
 from .predict import Prediction, predict_with
 
 
@@ -36,13 +40,13 @@ class Predictor:
 
     Attributes: ``config`` (the model's config dict), ``classes`` (names, 0 = background),
     ``preprocessing``, ``postprocessing`` (the effective one), ``recorded_postprocessing``
-    (the model's), ``identity`` (16 hex digits for a model folder, ``None`` in memory),
-    ``folder``, ``device`` (after :meth:`load`).
+    (the model's), ``tta`` / ``recorded_tta`` (likewise), ``identity`` (16 hex digits
+    for a model folder, ``None`` in memory), ``folder``, ``device`` (after :meth:`load`).
     """
 
     def __init__(self, model: str | os.PathLike | tuple[Any, dict], device: Any = "auto",
                  postprocess: str | None = None, *, batch_slices: int = 16,
-                 flip_tta: bool = False):
+                 flip_tta: bool | None = None, tta: str | None = None):
         self.folder: Path | None = None
         self.net = None
         if isinstance(model, (str, os.PathLike)):
@@ -62,7 +66,8 @@ class Predictor:
         self.requested_device = device if device is not None else "auto"
         self.device = None
         self.batch_slices = batch_slices
-        self.flip_tta = flip_tta
+        self.recorded_tta = recorded_tta(self.config)
+        self.tta = resolve_tta(tta, flip_tta, self.recorded_tta)
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------
@@ -70,6 +75,11 @@ class Predictor:
     def postprocess(self) -> str:
         """The effective post-processing's name."""
         return self.postprocessing.name
+
+    @property
+    def flip_tta(self) -> bool:
+        """Whether predictions average flips by default (``tta == "mirror"``)."""
+        return self.tta == "mirror"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -98,11 +108,13 @@ class Predictor:
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, image: np.ndarray, spacing=None, *, flip_tta: bool | None = None,
-                postprocess: str | None = None, normalised: bool = False) -> Prediction:
+                postprocess: str | None = None, normalised: bool = False,
+                tta: str | None = None) -> Prediction:
         """Predict ``image`` (Z, Y, X) with voxel ``spacing`` (z, y, x) mm (needed by a
         model that resamples to a target spacing). Returns a
         :class:`~napari_weakseg.inference.predict.Prediction` on the input grid: labels
-        post-processed (``postprocess`` overrides this predictor's choice for one call),
+        post-processed (``postprocess`` overrides this predictor's choice for one call, and
+        ``tta`` / ``flip_tta`` its test-time augmentation),
         ``raw_labels`` the argmax before. ``normalised``: the image went through the
         model's normaliser already (training volumes)."""
         self.load()
@@ -113,7 +125,7 @@ class Predictor:
         prediction = predict_with(
             self.net, image, self.preprocessing, spacing=spacing, device=self.device,
             batch_slices=self.batch_slices,
-            flip_tta=self.flip_tta if flip_tta is None else flip_tta,
+            flip_tta=resolve_tta(tta, flip_tta, self.tta) == "mirror",
             normalise=not normalised)
         raw = prediction.labels
         labels = post(raw, self.classes, prediction.probabilities) \
@@ -122,10 +134,13 @@ class Predictor:
                           prediction.entropy, raw_labels=raw, postprocess=post.name)
 
     def describe(self) -> str:
+        def whose(effective, recorded):
+            return " (model's)" if effective == recorded else f" (model's: {recorded})"
+
         return (f"pre-processing: {self.preprocessing.describe()}; post-processing: "
                 f"{self.postprocess}"
-                + (" (model's)" if self.postprocess == self.recorded_postprocessing.name
-                   else f" (model's: {self.recorded_postprocessing.name})"))
+                + whose(self.postprocess, self.recorded_postprocessing.name)
+                + f"; test-time augmentation: {self.tta}" + whose(self.tta, self.recorded_tta))
 
 
 __all__ = ["Predictor"]

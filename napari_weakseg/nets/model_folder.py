@@ -6,7 +6,8 @@ NaN/Inf weights. ``config.json`` is checked field by field when read (:func:`rea
 ``network`` (an object with positive integer ``base_width``, ``num_classes`` ≥ 2, …),
 ``classes`` (unique names, as many as the network's outputs), ``preprocessing`` (a pipeline
 of :mod:`napari_weakseg.preprocess`) and the optional ``postprocessing``
-(:mod:`napari_weakseg.postprocess`); a bad one raises a one-line :class:`ModelFolderError`
+(:mod:`napari_weakseg.postprocess`) and ``inference`` (``{"tta": "none"|"mirror"}``, the
+default test-time augmentation, :mod:`napari_weakseg.tta`); a bad one raises a one-line :class:`ModelFolderError`
 naming the file and the field.
 """
 
@@ -111,6 +112,13 @@ def check_config(config: dict, path) -> None:
             Postprocessing.from_config(config["postprocessing"])
         except (ValueError, TypeError, AttributeError) as exc:
             raise bad("postprocessing", str(exc)) from None
+    if "inference" in config:
+        from ..tta import recorded_tta
+
+        try:
+            recorded_tta(config)
+        except ValueError as exc:
+            raise bad("inference", str(exc)) from None
 
 
 def model_identity(folder: str | Path) -> str:

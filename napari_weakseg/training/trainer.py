@@ -116,6 +116,8 @@ class Trainer:
         #: recorded in the model; ``rules``: the label schema's (``LabelSchema.rules()``)
         self.postprocessing = parent_post or Postprocessing(self.config.postprocessing,
                                                             dict(rules or {}))
+        #: a fine-tune records its parent's test-time augmentation (from scratch: none)
+        self.inference = config.init_model and read_config(config.init_model).get("inference")
         self.train_volumes = train
         self.val_volumes = [v for v in val if v.reference is not None]
         self.class_names = list(class_names)
@@ -401,7 +403,8 @@ class Trainer:
         """What prediction needs of the model config: network, classes, pipelines."""
         return {"network": net_config, "classes": self.class_names,
                 "preprocessing": self.preprocessing.to_config(),
-                "postprocessing": self.postprocessing.to_config()}
+                "postprocessing": self.postprocessing.to_config(),
+                **({"inference": dict(self.inference)} if self.inference else {})}
 
     def _save_model(self, folder, net, net_config, iteration, started, history, best):
         cfg = self.config
@@ -430,7 +433,8 @@ def model_card(config: dict) -> str:
              f"{training['base_width']}, device {training['device']}, "
              f"{training['seconds']:.0f} s",
              f"- pre-processing: {config['preprocessing']}",
-             f"- post-processing: {config.get('postprocessing')}", ""]
+             f"- post-processing: {config.get('postprocessing')}",
+             f"- test-time augmentation: {config.get('inference', {}).get('tta', 'none')}", ""]
     latest = config["validation"].get("latest")
     if latest:
         lines += ["## Validation (3D Dice per class, validation volumes, never the test set)", "",

@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 
 #: the ExportOptions fields of the panel: the form rows, then the check boxes; texts,
 #: choices and tooltips are declared with the fields (napari_weakseg.fields)
-FORM_FIELDS = ("device", "postprocess")
-CHECKS = ("probabilities", "uncertainty", "largest_component", "fill_holes", "flip_tta",
-          "force")
+FORM_FIELDS = ("device", "postprocess", "tta")
+CHECKS = ("probabilities", "uncertainty", "largest_component", "fill_holes", "force")
 
 
 class _Bridge(QObject):

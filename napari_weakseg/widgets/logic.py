@@ -235,11 +235,13 @@ def recommended_postprocess(model_path: str | os.PathLike) -> str:
 
 
 def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str = "auto",
-                  spacing=None, postprocess: str | None = None):
+                  spacing=None, postprocess: str | None = None, tta: str | None = None):
     """Predict a (Z, Y, X) image with a model folder → ``inference.predict.Prediction``,
     through the shared predictor: the model's pre-processing (``spacing`` (z, y, x) mm is
     needed by a model that resamples to a target spacing) and post-processing
-    (``postprocess`` overrides it: none, largest, anatomy).
+    (``postprocess`` overrides it: none, largest, anatomy) and test-time augmentation
+    (``tta``: ``none`` for live previews and rankings, which must be quick; ``None``: the
+    model's).
 
     In the viewer's process torch uses at most ``default_threads()`` CPU threads, so one
     core stays free for napari's event loop.
@@ -250,7 +252,7 @@ def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str 
         torch.set_num_threads(default_threads())
     predictor = load_predictor(model_path, device)
     with _MODEL_LOCK:  # one prediction at a time per process: the net is shared
-        return predictor.predict(np.asarray(image), spacing, postprocess=postprocess)
+        return predictor.predict(np.asarray(image), spacing, postprocess=postprocess, tta=tta)
 
 
 def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = (),
@@ -350,7 +352,7 @@ def rank_volumes(project_root: str | os.PathLike, model_path: str | os.PathLike,
         for record in records[:limit]:
             image = project.read_image(record, verify=False)
             prediction = predict_image(model_path, image.data, device,
-                                       spacing=image.geometry.spatial_spacing)
+                                       spacing=image.geometry.spatial_spacing, tta="none")
             scores.append((record.name, float(prediction.entropy.mean())))
     finally:
         project.close()

@@ -726,7 +726,7 @@ class ReviewPanel(QWidget):
 
         self.session.executor.run(logic.predict_image, event.model_dir, data,
                                   spacing=spacing, postprocess=self.post_combo.currentData(),
-                                  on_done=done, on_error=failed)
+                                  tta="none", on_done=done, on_error=failed)
 
     def _show_preview(self, image, prediction, event, frame: int | None) -> None:
         if self._predicting:  # a final prediction is on its way: it wins

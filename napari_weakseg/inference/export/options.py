@@ -10,6 +10,7 @@ from pathlib import Path
 from ...errors import OptionError
 from ...fields import check_values, option_field
 from ...postprocess import POSTPROCESSORS
+from ...tta import TTA_MODES
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -26,6 +27,8 @@ class ExportOptions:
     thread (0: read inline); ``threads``: torch CPU threads (``None``: torch's default).
     ``postprocess``: ``none``, ``largest`` or ``anatomy`` (``None``: the model's recorded
     post-processing); ``largest_component`` is the old spelling of ``postprocess="largest"``.
+    ``tta``: test-time augmentation, ``none`` or ``mirror`` (``None``: the model's
+    recorded one); ``flip_tta`` is the old spelling of ``tta="mirror"``.
     ``qc_report``: write ``OUT/qc/index.html`` (:mod:`.qc`) with a PNG of every flagged
     volume and of the ``qc_lowest`` volumes of highest mean uncertainty.
 
@@ -41,8 +44,13 @@ class ExportOptions:
         "old spelling of --postprocess largest")
     fill_holes: bool = option_field(False, "Fill holes", "fill background holes enclosed by "
                                     "one class (per slice)")
-    flip_tta: bool = option_field(False, "Flip test-time augmentation", "average plain and "
-                                  "flipped predictions")
+    flip_tta: bool = option_field(False, "Flip test-time augmentation",
+                                  "old spelling of --tta mirror")
+    tta: str | None = option_field(
+        None, "Test-time augmentation", "test-time augmentation (default: the one the model "
+        "records): mirror = average the image and its 3 flips (4 passes), none = one pass",
+        choices=TTA_MODES, choice_labels=("none (one pass)", "mirror (4 flipped passes)"),
+        none_text="As the model recommends")
     device: str = option_field("auto", "Device", "auto, cpu, cuda, cuda:N, mps",
                                suggestions=("auto", "cpu", "cuda", "mps"))
     force: bool = option_field(False, "Redo volumes already exported",
@@ -68,7 +76,9 @@ class ExportOptions:
                                   minimum=0, metavar="N")
 
     def __post_init__(self):
-        check_values(self, ("qc_lowest", "postprocess"), by_flag=True)
+        check_values(self, ("qc_lowest", "postprocess", "tta"), by_flag=True)
+        if self.tta == "none" and self.flip_tta:
+            raise OptionError("--flip-tta contradicts --tta none")
         if self.postprocess not in (None, "largest") and self.largest_component:
             raise OptionError(f"--largest-component contradicts --postprocess "
                               f"{self.postprocess}")
@@ -77,10 +87,15 @@ class ExportOptions:
         """The explicit choice (``largest_component`` means ``largest``), else ``None``."""
         return self.postprocess or ("largest" if self.largest_component else None)
 
-    def label_options(self, recorded: str = "none") -> dict:
-        """The options that change the labels (a change redoes the volume); ``recorded``:
-        the model's post-processing, used unless one is requested."""
-        return {"flip_tta": self.flip_tta,
+    def requested_tta(self) -> str | None:
+        """The explicit choice (``flip_tta`` means ``mirror``), else ``None``."""
+        return self.tta or ("mirror" if self.flip_tta else None)
+
+    def label_options(self, recorded: str = "none", recorded_tta: str = "none") -> dict:
+        """The options that change the labels (a change redoes the volume); ``recorded``
+        / ``recorded_tta``: the model's post-processing and test-time augmentation, used
+        unless one is requested."""
+        return {"tta": self.requested_tta() or recorded_tta,
                 "postprocess": self.requested_postprocess() or recorded,
                 "fill_holes": self.fill_holes}
 

@@ -193,7 +193,8 @@ class _Export:
         self.postprocess_info = {"name": self.post.name,
                                  "source": "override" if requested else "model",
                                  "model": recorded.name, "rules": dict(recorded.rules)}
-        self.label_options = self.options.label_options(recorded.name)
+        self.tta = self.options.requested_tta() or getattr(predictor, "recorded_tta", "none")
+        self.label_options = self.options.label_options(recorded.name, self.tta)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / MANIFEST_DIR).mkdir(exist_ok=True)
         distributed = _init_distributed()
@@ -272,9 +273,8 @@ class _Export:
         labels post-processed here by name."""
         if isinstance(self.predictor, _Predictor):
             return self.predictor.predict(volume.data, volume.geometry.spatial_spacing,
-                                          flip_tta=self.options.flip_tta,
-                                          postprocess=self.post.name)
-        prediction = self.predictor.predict(volume.data, flip_tta=self.options.flip_tta)
+                                          tta=self.tta, postprocess=self.post.name)
+        prediction = self.predictor.predict(volume.data, flip_tta=self.tta == "mirror")
         raw = np.asarray(prediction.labels)
         prediction.raw_labels = raw
         prediction.labels = self.post(raw, self.classes, prediction.probabilities)
