@@ -227,6 +227,9 @@ def train_round(project, arm: Arm, init_model: Path | None, args, round_no: int)
                      device="cpu", init_model=None if init_model is None else str(init_model))
     if args.minutes:
         overrides["max_seconds"] = args.minutes * 60.0
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = json.loads(value)
     if args.quick:
         overrides.update(size=32, base_width=4, batch_size=2)
     config = profile(args.profile, **overrides).validate(project.num_classes)
@@ -533,6 +536,9 @@ def main(argv=None) -> int:
                         help="training iterations per round (default 300; quick: 3)")
     parser.add_argument("--minutes", type=float, help="at most this many minutes per round")
     parser.add_argument("--profile", default="quick-cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a TrainConfig field for every round (JSON value), e.g. "
+                             "parent_distillation=0; repeatable")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--patients", type=int, default=10,
                         help="ACDC train patients the annotator knows (both frames)")

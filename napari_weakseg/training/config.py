@@ -97,6 +97,10 @@ class TrainConfig:
     #: model fine-tuned on 10 ACDC volumes for 3 minutes fell from 0.869 to 0.849 val Dice
     #: at 0.01 and kept 0.863 at 0.001 (docs/results.md)
     fine_tune_lr_scale: float = 0.1
+    parent_distillation: float = option_field(
+        1.0, "Keep the parent (LwF)", "a fine-tune learns without forgetting: weight of the "
+        "KL divergence from the parent model's prediction on pixels without annotation "
+        "(0: off; training.distill)", minimum=0, maximum=100.0, step=0.1, decimals=2)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,7 +8,8 @@ its last checkpoint continues exactly as an uninterrupted run would (tested).
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank draws its own batch
 (seeded by its rank), the network is wrapped in ``DistributedDataParallel`` (gloo on CPU,
-nccl on CUDA) and only rank 0 validates, saves and reports.
+nccl on CUDA) and only rank 0 validates, saves and reports. A fine-tune learns without
+forgetting its parent (:mod:`.distill`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from ..errors import OptionError
 from ..nets.model_folder import (atomic_torch_save, load_model, load_state_checked, read_config,
                                  save_model_folder)
 from ..postprocess import Postprocessing
-from ..preprocess import Preprocessing, median_spacing
-from ..preprocess import select_device as select_device  # re-exported (older imports)
+from ..preprocess import Preprocessing, median_spacing, select_device  # noqa: F401 (re-export)
 from ..runtime import dist_rank, dist_world_size, mix_seed
 from .config import TrainConfig
 from .data import SliceDataset, TrainingVolume, to_tensors
+from .distill import ParentDistillation, step_loss
 from .events import Checkpoint, Event, Finished, Preview, Progress, Started, Validation
 from .loop import BatchPrefetcher, DeferredFiniteCheck, poly_lr, schedule_progress  # noqa: F401
 
@@ -232,6 +233,7 @@ class Trainer:
         if device.type == "cuda":  # fixed patch size: let cuDNN pick its fastest kernels
             torch.backends.cudnn.benchmark = True
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        distill = ParentDistillation.for_config(cfg, device)  # a fine-tune keeps its parent
         self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
                           iterations=cfg.iterations, start_iteration=start,
                           device=str(device), train_slices=len(dataset),
@@ -269,7 +271,7 @@ class Trainer:
                 for m in extras.values():
                     m.train()
                 with torch.autocast(device.type, enabled=use_amp):
-                    out = method.loss(model_for_step, batch, iteration)
+                    out = step_loss(method, model_for_step, net, batch, iteration, distill)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(out.total).backward()
                 if distributed and extras:
@@ -294,11 +296,9 @@ class Trainer:
                     eta = (cfg.iterations - done) / max(rate, 1e-9)
                     if cfg.max_seconds:
                         eta = min(eta, max(cfg.max_seconds - (now - started), 0.0))
-                    self.emit(Progress(iteration=done, iterations=cfg.iterations,
+                    self.emit(Progress(iteration=done, iterations=cfg.iterations, lr=lr,
                                        losses={"total": float(out.total.detach()),
-                                               **out.scalar_terms()},
-                                       lr=lr, it_per_s=rate,
-                                       eta_s=eta))
+                                               **out.scalar_terms()}, it_per_s=rate, eta_s=eta))
                     last_emit = now
                 if validate_now:
                     best = self._validate_and_keep_best(net, device, done, best, history,

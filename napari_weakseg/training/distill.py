@@ -1,0 +1,100 @@
+"""Learning without forgetting for fine-tunes: the parent model keeps its say where the
+user said nothing.
+
+A fine-tune (``TrainConfig.init_model``) on a few annotated slices sees only those slices,
+and a scribble constrains a few pixels of each: the rest of the network's behaviour drifts
+away from the parent's (measured: the zoo model fine-tuned with ``mixed`` on 6–30
+scribbled slices fell from 0.857 to 0.18–0.74 mean Dice on ACDC val, docs/results.md). As
+in *Learning without Forgetting* (Li & Hoiem, ECCV 2016 / TPAMI 2018), the frozen parent
+predicts every training batch, and the loss adds
+
+    ``weight · mean over unannotated pixels of KL(p_parent ‖ p_student)``
+
+(temperature 1; "unannotated": the batch's ``valid`` mask is false — a scribble, a
+corrected/complete slice or a partial label is the user's word and is left to the method;
+a batch without ``valid`` counts every pixel). The student's logits are the method's own
+forward pass of ``batch["image"]``, caught by a forward hook on the network, so the term
+costs one extra forward pass of the parent (no gradient) per step; a method that never
+runs the network on the batch image as it is pays one more student pass.
+
+The parent is the ``init_model`` folder, in eval mode (dropout off): deterministic, so a
+resumed run stays bit-exact. torch is imported by the caller's process only.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+
+class ParentDistillation:
+    """The frozen parent network and the weight of its KL term (see the module docstring)."""
+
+    def __init__(self, parent_net, weight: float):
+        self.parent = parent_net.eval()
+        for parameter in self.parent.parameters():
+            parameter.requires_grad_(False)
+        self.weight = float(weight)
+        self.caught = None  # the student's output on the batch image, while watching
+
+    @classmethod
+    def for_config(cls, config, device) -> ParentDistillation | None:
+        """The term of a fine-tune whose ``parent_distillation`` weight is positive; else
+        ``None`` (training from scratch, or switched off)."""
+        if not config.init_model or config.parent_distillation <= 0:
+            return None
+        from ..nets.model_folder import load_model
+
+        parent, _ = load_model(config.init_model, device=str(device))
+        return cls(parent, config.parent_distillation)
+
+    @contextmanager
+    def watch(self, net, image):
+        """While the method computes its loss, keep the first output of ``net`` on
+        ``image`` (the very tensor) in ``self.caught``."""
+        self.caught = None
+
+        def hook(module, args, output):
+            if self.caught is None and args and args[0] is image:
+                self.caught = output
+
+        handle = net.register_forward_hook(hook)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def loss(self, net, batch: dict[str, Any]):
+        """``weight · KL(parent ‖ student)`` averaged over the unannotated pixels of the
+        batch (a zero when there are none)."""
+        import torch
+        import torch.nn.functional as F
+
+        image = batch["image"]
+        output, self.caught = (self.caught if self.caught is not None else net(image)), None
+        logits = output[0] if isinstance(output, (tuple, list)) else output
+        with torch.no_grad():
+            parent_out = self.parent(image)
+            parent_logits = parent_out[0] if isinstance(parent_out, (tuple, list)) \
+                else parent_out
+            parent_log_p = F.log_softmax(parent_logits.float(), dim=1)
+        log_q = F.log_softmax(logits.float(), dim=1)
+        kl = (parent_log_p.exp() * (parent_log_p - log_q)).sum(dim=1)  # B, H, W
+        valid = batch.get("valid")
+        free = torch.ones_like(kl, dtype=torch.bool) if valid is None else ~valid.bool()
+        count = free.sum()
+        return self.weight * (kl * free).sum() / count.clamp(min=1)
+
+
+def step_loss(method, model, net, batch: dict[str, Any], iteration: int,
+              distillation: ParentDistillation | None):
+    """The method's :class:`~napari_weakseg.methods.base.LossOutput` for one step, with
+    the parent's term added to ``total`` (and reported as ``parent_kl``) for a fine-tune."""
+    if distillation is None:
+        return method.loss(model, batch, iteration)
+    with distillation.watch(net, batch["image"]):
+        out = method.loss(model, batch, iteration)
+    term = distillation.loss(net, batch)
+    out.total = out.total + term
+    out.terms = {**out.terms, "parent_kl": term.detach()}
+    return out
