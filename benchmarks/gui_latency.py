@@ -86,10 +86,18 @@ class StallTracer:
     """``--trace-stalls``: a thread that, while the event loop has not ticked for more than
     ``threshold_ms``, samples the main thread's Python stack; prints where stalls were."""
 
-    def __init__(self, meter: StallMeter, threshold_ms: float = 120.0):
+    def __init__(self, meter: StallMeter, threshold_ms: float = 120.0,
+                 native_ms: float | None = None):
         import threading
 
         self.meter, self.threshold = meter, threshold_ms / 1000.0
+        #: ``--native-stalls MS``: once a stall passes MS, ``py-spy dump --native`` of this
+        #: process (Python and C/C++ frames of every thread; needs py-spy and ptrace
+        #: rights), once per stall; the main thread's innermost frames are counted
+        self.native = None if native_ms is None else native_ms / 1000.0
+        self.native_stacks: dict[str, int] = {}
+        self.native_dumps: list[str] = []
+        self._dumped_for = None
         self.samples: dict[str, int] = {}
         #: the tracer thread's own late wake-ups (ms): a stall the tracer shares is
         #: process-wide (GIL or CPU), one it does not share is the main thread's own work
@@ -126,6 +134,10 @@ class StallTracer:
             if self.meter._phase is None or \
                     time.perf_counter() - self.meter._last < self.threshold:
                 continue
+            if self.native is not None and self._dumped_for != self.meter._last and \
+                    time.perf_counter() - self.meter._last > self.native:
+                self._dumped_for = self.meter._last
+                self._native_dump()
             frame = sys._current_frames().get(self.main)
             if frame is None:
                 continue
@@ -137,8 +149,35 @@ class StallTracer:
             key = f"[{self.meter._phase}] " + " < ".join(reversed(lines))
             self.samples[key] = self.samples.get(key, 0) + 1
 
+    def _native_dump(self) -> None:
+        import os
+        import shutil
+        import subprocess
+
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        stalled = (time.perf_counter() - self.meter._last) * 1000
+        try:
+            text = subprocess.run([spy, "dump", "--native", "--pid", str(os.getpid())],
+                                  capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            text = f"py-spy failed: {exc}"
+        self.native_dumps.append(f"[{self.meter._phase}] stalled {stalled:.0f} ms\n{text}")
+        main = text.split("Thread ")
+        block = next((b for b in main if "MainThread" in b.splitlines()[0]), "") \
+            if main else ""
+        frames = [line.strip() for line in block.splitlines()[1:] if line.strip()][:8]
+        key = f"[{self.meter._phase}] " + " < ".join(f.split(" (")[0] for f in frames)
+        self.native_stacks[key] = self.native_stacks.get(key, 0) + 1
+
     def report(self) -> None:
         self._stop.set()
+        if self.native is not None:
+            print(f"\nThe main thread's innermost native frames, one py-spy dump per stall "
+                  f"over {self.native * 1000:.0f} ms ({len(self.native_dumps)} dumps):")
+            for key, count in sorted(self.native_stacks.items(), key=lambda kv: -kv[1]):
+                print(f"  {count:3d}×  {key}")
+            for dump in self.native_dumps[:3]:
+                print("\n" + dump)
         print("\nWhere the main thread was during stalls (20 ms samples):")
         for key, count in sorted(self.samples.items(), key=lambda kv: -kv[1])[:30]:
             print(f"  {count * 20:5d} ms  {key}")
@@ -341,6 +380,9 @@ def main(argv=None) -> int:
                              "widgets.logic.TRAINING_NICENESS)")
     parser.add_argument("--trace-stalls", action="store_true",
                         help="sample the main thread's stack during stalls and print it")
+    parser.add_argument("--native-stalls", type=float, metavar="MS",
+                        help="also take one 'py-spy dump --native' of the process per stall "
+                             "longer than MS (py-spy installed, ptrace allowed)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
     args = parser.parse_args(argv)
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
@@ -356,7 +398,8 @@ def main(argv=None) -> int:
     project = make_synthetic_project(tmp, args.shape)
     viewer, widget = open_viewer()
     meter = StallMeter()
-    tracer = StallTracer(meter) if args.trace_stalls else None
+    tracer = StallTracer(meter, native_ms=args.native_stalls) \
+        if args.trace_stalls or args.native_stalls else None
     spin(lambda: False, 2.0)  # let napari settle (first paints, plugin discovery)
     name = open_volume(widget, project)
     train, review, annotate = widget.train_panel, widget.review_panel, widget.annotate_panel

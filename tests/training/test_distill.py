@@ -111,7 +111,10 @@ def test_a_fine_tune_reports_the_term_and_scratch_does_not(tmp_path, data, paren
         assert losses and all(("parent_kl" in loss) == expected for loss in losses)
 
 
-def test_switching_it_off_changes_the_fine_tune(tmp_path, data, parent):
+def test_switching_it_off_changes_the_fine_tune(tmp_path, data, parent, monkeypatch):
+    from napari_weakseg.training import distill
+
+    monkeypatch.setattr(distill, "TRUST_AGREEMENT", 0.0)  # the 6-iteration parent is poor
     on = Trainer(tiny_config(iterations=3, init_model=str(parent)), data.train, data.val,
                  data.class_names, tmp_path / "on").run()
     off = Trainer(tiny_config(iterations=3, init_model=str(parent), parent_distillation=0.0),
@@ -121,7 +124,10 @@ def test_switching_it_off_changes_the_fine_tune(tmp_path, data, parent):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_distilled_fine_tune_resumes_bit_exactly(tmp_path, data, parent):
+def test_a_distilled_fine_tune_resumes_bit_exactly(tmp_path, data, parent, monkeypatch):
+    from napari_weakseg.training import distill
+
+    monkeypatch.setattr(distill, "TRUST_AGREEMENT", 0.0)
     config = tiny_config(iterations=8, init_model=str(parent))
     Trainer(config, data.train, data.val, data.class_names, tmp_path / "a").run()
     cancel = threading.Event()
@@ -142,3 +148,23 @@ def test_a_distilled_fine_tune_resumes_bit_exactly(tmp_path, data, parent):
 def test_a_bad_weight_is_refused(weight):
     with pytest.raises(OptionError, match="parent"):
         TrainConfig(parent_distillation=weight).validate()
+
+
+def test_slices_where_the_parent_contradicts_the_user_are_left_to_the_user():
+    parent, student = tiny_net(0), tiny_net(1)
+    batch = batch_with_valid(0.25)  # rows 0–7 annotated on both slices
+    with torch.no_grad():
+        parent_labels = parent(batch["image"])[0].argmax(1)
+    labels = parent_labels.clone()
+    labels[1] = (parent_labels[1] + 1) % 4          # slice 1: the user says otherwise
+    labels[0, 0, :2] = (parent_labels[0, 0, :2] + 1) % 4  # slice 0: 2 of 256 disagree
+    batch["labels"] = labels
+    trusted = ParentDistillation.trusted(parent_labels, batch)
+    assert trusted.tolist() == [True, False]
+    term = ParentDistillation(parent, 1.0).loss(student, batch)
+    only_first = {"image": batch["image"][:1], "valid": batch["valid"][:1]}
+    with torch.no_grad():
+        expected = manual_kl(parent, student, only_first)
+    torch.testing.assert_close(term.detach(), expected, rtol=1e-4, atol=1e-6)
+    unlabelled = {**batch, "labels": torch.full_like(labels, -1)}  # no evidence: trusted
+    assert ParentDistillation.trusted(parent_labels, unlabelled).tolist() == [True, True]
