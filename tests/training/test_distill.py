@@ -102,10 +102,15 @@ def parent(tmp_path_factory, data):
                    run).run().model_dir
 
 
+def test_off_by_default():
+    assert TrainConfig().parent_distillation == 0.0
+
+
 def test_a_fine_tune_reports_the_term_and_scratch_does_not(tmp_path, data, parent):
     for init, expected in ((str(parent), True), (None, False)):
         events = []
-        Trainer(tiny_config(iterations=2, init_model=init), data.train, data.val,
+        Trainer(tiny_config(iterations=2, init_model=init, parent_distillation=1.0),
+                data.train, data.val,
                 data.class_names, tmp_path / str(expected), emit=events.append).run()
         losses = [e.losses for e in events if isinstance(e, Progress)]
         assert losses and all(("parent_kl" in loss) == expected for loss in losses)
@@ -115,8 +120,8 @@ def test_switching_it_off_changes_the_fine_tune(tmp_path, data, parent, monkeypa
     from napari_weakseg.training import distill
 
     monkeypatch.setattr(distill, "TRUST_AGREEMENT", 0.0)  # the 6-iteration parent is poor
-    on = Trainer(tiny_config(iterations=3, init_model=str(parent)), data.train, data.val,
-                 data.class_names, tmp_path / "on").run()
+    on = Trainer(tiny_config(iterations=3, init_model=str(parent), parent_distillation=1.0),
+                 data.train, data.val, data.class_names, tmp_path / "on").run()
     off = Trainer(tiny_config(iterations=3, init_model=str(parent), parent_distillation=0.0),
                   data.train, data.val, data.class_names, tmp_path / "off").run()
     a, b = weights(on.model_dir.parent / "model_last"), weights(off.model_dir.parent /
@@ -128,7 +133,7 @@ def test_a_distilled_fine_tune_resumes_bit_exactly(tmp_path, data, parent, monke
     from napari_weakseg.training import distill
 
     monkeypatch.setattr(distill, "TRUST_AGREEMENT", 0.0)
-    config = tiny_config(iterations=8, init_model=str(parent))
+    config = tiny_config(iterations=8, init_model=str(parent), parent_distillation=1.0)
     Trainer(config, data.train, data.val, data.class_names, tmp_path / "a").run()
     cancel = threading.Event()
 
