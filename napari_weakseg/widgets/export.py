@@ -149,6 +149,10 @@ class ExportPanel(QWidget):
             return
         from napari.qt.threading import create_worker
 
+        from .workers import ensure_pool_headroom
+
+        ensure_pool_headroom()
+
         self._cancel = threading.Event()
         self.report = None
         self.progress.setRange(0, 0)  # busy until the first event gives the total

@@ -11,6 +11,17 @@ Panels never start threads themselves: they hand a function to ``session.executo
 Heavy work (training) never runs in these threads: it runs in the engine's own process; a
 thread only reads its event stream (blocked on a pipe, so it holds no GIL while waiting).
 
+Qt's own thread pool: napari's workers run in ``QThreadPool.globalInstance()``, whose size
+is the number of cores (2 here), and Qt uses the same pool for short internal jobs that the
+main thread waits for — e.g. ``QImage`` format conversion while napari's activity
+indicator (``QMovie`` of a GIF, scaled smoothly) plays during a training run's progress bar.
+With the pool's threads held by our long tasks (the training event stream, a prediction),
+that job queued behind them and the event loop stalled for up to 2 s (a native stack per
+stall, ``benchmarks/gui_latency.py --native-stalls``: ``QImageReader::read → QImage::scaled →
+convertToFormat → QSemaphore::acquire``); with the GIL held by the waiting main thread it
+can even deadlock. :func:`ensure_pool_headroom` keeps :data:`POOL_HEADROOM` threads beyond
+the cores free for Qt (threads are created on demand only).
+
 Closing: a thread worker still running when the interpreter exits would abort the process
 (PyQt deletes the worker's signal object under it: "wrapped C/C++ object of type
 WorkerBaseSignals has been deleted", SIGABRT). :meth:`ThreadExecutor.shutdown` waits for
@@ -31,6 +42,22 @@ from typing import Any, Protocol
 from qtpy.QtCore import QEvent, QObject, Qt
 
 Callback = Callable[[Any], None] | None
+
+#: global QThreadPool threads beyond the core count, for Qt's internal jobs while our
+#: workers hold threads (see the module docstring)
+POOL_HEADROOM = 8
+
+
+def ensure_pool_headroom() -> int:
+    """Raise ``QThreadPool.globalInstance()``'s limit to at least the ideal thread count
+    + :data:`POOL_HEADROOM` (never lowers it); returns the limit."""
+    from qtpy.QtCore import QThread, QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    wanted = QThread.idealThreadCount() + POOL_HEADROOM
+    if pool.maxThreadCount() < wanted:
+        pool.setMaxThreadCount(wanted)
+    return pool.maxThreadCount()
 
 
 class Task(Protocol):
@@ -139,6 +166,7 @@ class ThreadExecutor:
         self._tasks: set[_WorkerTask] = set()
         self._closed = False
         _EXECUTORS.add(self)
+        ensure_pool_headroom()
 
     @property
     def closed(self) -> bool:
