@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 
 from napari_weakseg.training.config import TrainConfig
-from napari_weakseg.training.events import Checkpoint, parse_event
+from napari_weakseg.training.events import parse_event
 from napari_weakseg.training.runner import TrainingRun
 from napari_weakseg.training.sources import synthetic_data
 from napari_weakseg.training.trainer import Trainer
@@ -56,19 +55,10 @@ def test_resume_on_cuda_matches_uninterrupted(tmp_path, data):
 
     from napari_weakseg.nets.model_folder import load_model
 
-    config = _config(amp=False)
-    Trainer(config, data.train, data.val, data.class_names, tmp_path / "a").run()
-    cancel = threading.Event()
+    from tests.training.test_trainer import straight_and_resumed
 
-    def stop(event):
-        if isinstance(event, Checkpoint) and event.iteration == 4:
-            cancel.set()
-
-    Trainer(config, data.train, data.val, data.class_names, tmp_path / "b", emit=stop,
-            cancel=cancel).run()
-    Trainer(config, data.train, data.val, data.class_names, tmp_path / "b").run()
-    (a, _), (b, _) = load_model(tmp_path / "a" / "model_last"), \
-        load_model(tmp_path / "b" / "model_last")
+    first, second = straight_and_resumed(_config(amp=False), data, tmp_path)
+    (a, _), (b, _) = load_model(first / "model_last"), load_model(second / "model_last")
     for x, y in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.allclose(x.float(), y.float(), atol=1e-4, rtol=1e-3)
 

@@ -4,7 +4,6 @@ and is absent from scratch or when switched off."""
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import torch
@@ -13,10 +12,10 @@ from napari_weakseg.errors import OptionError
 from napari_weakseg.nets.unet import build_network, default_config
 from napari_weakseg.training.config import TrainConfig
 from napari_weakseg.training.distill import ParentDistillation, step_loss
-from napari_weakseg.training.events import Checkpoint, Progress
+from napari_weakseg.training.events import Progress
 from napari_weakseg.training.sources import synthetic_data
 from napari_weakseg.training.trainer import Trainer
-from tests.training.test_trainer import tiny_config, weights
+from tests.training.test_trainer import straight_and_resumed, tiny_config, weights
 
 
 def tiny_net(seed: int):
@@ -134,17 +133,8 @@ def test_a_distilled_fine_tune_resumes_bit_exactly(tmp_path, data, parent, monke
 
     monkeypatch.setattr(distill, "TRUST_AGREEMENT", 0.0)
     config = tiny_config(iterations=8, init_model=str(parent), parent_distillation=1.0)
-    Trainer(config, data.train, data.val, data.class_names, tmp_path / "a").run()
-    cancel = threading.Event()
-
-    def stop(event):
-        if isinstance(event, Checkpoint) and event.iteration == 4:
-            cancel.set()
-
-    Trainer(config, data.train, data.val, data.class_names, tmp_path / "b", emit=stop,
-            cancel=cancel).run()
-    Trainer(config, data.train, data.val, data.class_names, tmp_path / "b").run()
-    a, b = weights(tmp_path / "a" / "model_last"), weights(tmp_path / "b" / "model_last")
+    first, second = straight_and_resumed(config, data, tmp_path)
+    a, b = weights(first / "model_last"), weights(second / "model_last")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 

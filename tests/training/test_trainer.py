@@ -39,6 +39,22 @@ def weights(folder):
     return {k: v.clone() for k, v in net.state_dict().items()}
 
 
+def straight_and_resumed(config, data, tmp_path, stop_at: int = 4):
+    """Run ``config`` straight into ``tmp_path/a``; into ``tmp_path/b`` cancelled at the
+    checkpoint of iteration ``stop_at``, then resumed. Returns the two run folders."""
+    Trainer(config, data.train, data.val, data.class_names, tmp_path / "a").run()
+    cancel = threading.Event()
+
+    def stop(event):
+        if isinstance(event, Checkpoint) and event.iteration == stop_at:
+            cancel.set()
+
+    Trainer(config, data.train, data.val, data.class_names, tmp_path / "b", emit=stop,
+            cancel=cancel).run()
+    Trainer(config, data.train, data.val, data.class_names, tmp_path / "b").run()
+    return tmp_path / "a", tmp_path / "b"
+
+
 @pytest.mark.parametrize("method", ["pce", "full"])
 def test_resume_after_cancel_equals_uninterrupted(tmp_path, data, method):
     config = tiny_config(method=method)
