@@ -9,9 +9,9 @@ grid before the argmax — so the label map lies exactly on the input grid. Opti
 test-time augmentation ``mirror`` (nnU-Net's mirroring, in 2D) averages the probabilities
 of the plain slice and of its left-right, up-down and both-ways flips (4 passes; the
 ``flip_tta`` flag of the functions below). A model folder may record it as its default
-(``config["inference"]["tta"]``, :mod:`napari_weakseg.tta`); chosen for the zoo model on the
-inner split (docs/results.md). ``pipeline="wsl4mis"`` instead reproduces the reference evaluation
-(nearest-neighbour resize of the image to the training size and of the *label map* back;
+(``config["inference"]["tta"]``, :mod:`napari_weakseg.tta`); chosen for the zoo model on
+the inner split (docs/results.md). ``pipeline="wsl4mis"`` instead reproduces the reference
+evaluation (nearest-neighbour resize of the image to the training size and of the *label map* back;
 methods-as-coded §2.8).
 
 Every path (CLI, demo, widgets, export, the trainer's validation) goes through
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 import numpy as np
-
 
 
 @dataclass(eq=False)

@@ -8,7 +8,7 @@ napari widgets (Review tab, uncertainty ranking) and the trainer's validation.
 every path predicts the same way with the same defaults. ``postprocess`` (``none``,
 ``largest``, ``anatomy``) overrides the recorded post-processing explicitly; ``None`` keeps
 the model's. Likewise the test-time augmentation (``tta``: ``none`` or ``mirror``, see
-:mod:`~napari_weakseg.inference.predict`; ``flip_tta`` is its old boolean spelling):
+:mod:`napari_weakseg.tta`; ``flip_tta`` is its old boolean spelling):
 ``None`` keeps what the model records (``config["inference"]["tta"]``, ``none`` when
 absent). A model folder written before these fields existed predicts as before
 (``resize`` pre-processing; post-processing ``none``, or ``largest`` for the legacy

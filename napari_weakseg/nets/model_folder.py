@@ -7,8 +7,8 @@ NaN/Inf weights. ``config.json`` is checked field by field when read (:func:`rea
 ``classes`` (unique names, as many as the network's outputs), ``preprocessing`` (a pipeline
 of :mod:`napari_weakseg.preprocess`) and the optional ``postprocessing``
 (:mod:`napari_weakseg.postprocess`) and ``inference`` (``{"tta": "none"|"mirror"}``, the
-default test-time augmentation, :mod:`napari_weakseg.tta`); a bad one raises a one-line :class:`ModelFolderError`
-naming the file and the field.
+default test-time augmentation, :mod:`napari_weakseg.tta`); a bad one raises a one-line
+:class:`ModelFolderError` naming the file and the field.
 """
 
 from __future__ import annotations

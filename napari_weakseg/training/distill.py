@@ -3,8 +3,10 @@ user said nothing.
 
 A fine-tune (``TrainConfig.init_model``) on a few annotated slices sees only those slices,
 and a scribble constrains a few pixels of each: the rest of the network's behaviour drifts
-away from the parent's (measured: the zoo model fine-tuned with ``mixed`` on 6–30
-scribbled slices fell from 0.857 to 0.18–0.74 mean Dice on ACDC val, docs/results.md). As
+away from the parent's (measured with the previous zoo model: fine-tuned with ``mixed`` on
+6–30 scribbled slices it fell from 0.857 to 0.18–0.74 mean Dice on ACDC val; the current
+one does not collapse, so the term is off by default, ``TrainConfig.parent_distillation``;
+docs/results.md). As
 in *Learning without Forgetting* (Li & Hoiem, ECCV 2016 / TPAMI 2018), the frozen parent
 predicts every training batch, and the loss adds
 
@@ -18,10 +20,12 @@ label), or the slice has no labelled pixel. On data like the parent's training d
 agrees with nearly every stroke and keeps its say; where the user corrects it, or on
 another scanner's images where it is wrong, the slices it contradicts are left to the
 user's annotation alone, so the fine-tune is not held to a parent that is wrong there.
-The 0.9 was set, not tuned. The student's logits are the method's own
-forward pass of ``batch["image"]``, caught by a forward hook on the network, so the term
-costs one extra forward pass of the parent (no gradient) per step; a method that never
-runs the network on the batch image as it is pays one more student pass.
+The 0.9 was set, not tuned.
+
+The student's logits are the method's own forward pass of ``batch["image"]``, caught by a
+forward hook on the network, so the term costs one extra forward pass of the parent (no
+gradient) per step; a method that never runs the network on the batch image as it is pays
+one more student pass.
 
 The parent is the ``init_model`` folder, in eval mode (dropout off): deterministic, so a
 resumed run stays bit-exact. torch is imported by the caller's process only.
@@ -76,7 +80,7 @@ class ParentDistillation:
 
     def loss(self, net, batch: dict[str, Any]):
         """``weight · KL(parent ‖ student)`` averaged over the unannotated pixels of the
-        batch (a zero when there are none)."""
+        batch's trusted slices (:meth:`trusted`; a zero when there are none)."""
         import torch
         import torch.nn.functional as F
 

@@ -8,8 +8,8 @@ its last checkpoint continues exactly as an uninterrupted run would (tested).
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank draws its own batch
 (seeded by its rank), the network is wrapped in ``DistributedDataParallel`` (gloo on CPU,
-nccl on CUDA) and only rank 0 validates, saves and reports. A fine-tune learns without
-forgetting its parent (:mod:`.distill`).
+nccl on CUDA) and only rank 0 validates, saves and reports. A fine-tune can learn without
+forgetting its parent (:mod:`.distill`, ``parent_distillation``; off by default).
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class Trainer:
         if device.type == "cuda":  # fixed patch size: let cuDNN pick its fastest kernels
             torch.backends.cudnn.benchmark = True
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        distill = ParentDistillation.for_config(cfg, device)  # a fine-tune keeps its parent
+        distill = ParentDistillation.for_config(cfg, device)  # None unless asked for
         self.emit(Started(run_dir=str(self.run_dir), method=cfg.method,
                           iterations=cfg.iterations, start_iteration=start,
                           device=str(device), train_slices=len(dataset),
