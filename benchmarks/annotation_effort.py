@@ -27,7 +27,10 @@ spends a fixed effort — ``--k`` slices — of one *kind*:
 on slices chosen by a *strategy*: ``random``; ``coverage`` (spread over volumes, then over
 positions within a volume); ``suggest`` (the tool's suggestion: slices ranked by the
 ``--measure`` of ``inference.suggest``, default ``mean_entropy`` = the Review tab's;
-``suggest:foreground_entropy`` etc. picks another measure). Then it fine-tunes the previous
+``suggest:foreground_entropy`` etc. picks another measure; the top ``k`` pooled over
+volumes); ``suggest-spread[:MEASURE]`` (the same scores, spread over the volumes by
+``inference.suggest.spread_over_volumes``: every volume's best slice before any volume's
+second). Then it fine-tunes the previous
 round's model (``--init``: ``zoo`` = ``zoo.default_model()``, ``scratch``, or a model
 folder) for ``--iterations`` (and at most ``--minutes``) with each ``--methods`` method that
 learns from the kind, and scores the last model on held-out ACDC val (``--val-limit``
@@ -46,6 +49,10 @@ The annotator's patients are, by default, the 10 inner-validation patients of th
 zoo model (``models/acdc-cine-effdnet`` trained on the other 60 train patients and chose its
 checkpoint on these — it never trained on their scribbles), so "from zoo" starts from a
 model that has not seen them (``--any-patients``: any train patients).
+
+``--shift invert`` inverts the contrast of every image (the annotator's and val; written
+once under WORK/acdc-invert) — a crude stand-in for another sequence that the zoo model
+does not know (it scores 0.007 mean Dice there), so the loop has something to learn.
 """
 
 from __future__ import annotations
@@ -68,7 +75,9 @@ DEFAULT_ACDC = ROOT.parent / "shared" / "data" / "acdc"
 #: The annotation kind the annotator's work is stored as.
 STORED_KIND = {"scribble": "scribble", "coarse": "coarse_pos", "correct": "sparse"}
 KINDS = tuple(STORED_KIND)
-STRATEGIES = ("random", "coverage", "suggest")
+STRATEGIES = ("random", "coverage", "suggest", "suggest-spread")
+#: Strategies that rank slices by a ``--measure`` of ``inference.suggest``.
+SUGGESTING = ("suggest", "suggest-spread")
 AUTHOR = "simulated-annotator"
 
 
@@ -77,13 +86,14 @@ class Arm:
     init: str       # zoo | scratch | a model folder
     method: str
     kind: str       # scribble | coarse | correct
-    strategy: str   # random | coverage | suggest
+    strategy: str   # random | coverage | suggest | suggest-spread
     measure: str = "mean_entropy"
 
     @property
     def name(self) -> str:
         init = self.init if self.init in ("zoo", "scratch") else Path(self.init).name
-        strategy = self.strategy if self.strategy != "suggest" else f"suggest-{self.measure}"
+        strategy = (f"{self.strategy}-{self.measure}" if self.strategy in SUGGESTING
+                    else self.strategy)
         return f"{init}-{self.method}-{self.kind}-{strategy}"
 
 
@@ -134,10 +144,11 @@ class Oracle:
 def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[str, set],
                   rng: random.Random, scores: dict[str, np.ndarray] | None = None
                   ) -> list[tuple[str, int]]:
-    """``k`` untouched ``(volume, z)`` by ``strategy`` (random | coverage | suggest).
+    """``k`` untouched ``(volume, z)`` by ``strategy`` (:data:`STRATEGIES`).
 
     ``depths``: slices per volume; ``touched``: slices already annotated (skipped);
-    ``scores``: per-volume slice scores, higher first (``suggest``; pooled over volumes).
+    ``scores``: per-volume slice scores, higher first (``suggest``: pooled over volumes;
+    ``suggest-spread``: one per volume per pass).
     """
     free = [(name, z) for name in depths for z in range(depths[name])
             if z not in touched.get(name, set())]
@@ -149,6 +160,12 @@ def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[s
             raise ValueError("suggest needs slice scores")
         ranked = sorted(free, key=lambda item: (-float(scores[item[0]][item[1]]), item))
         return ranked[:k]
+    if strategy == "suggest-spread":
+        if scores is None:
+            raise ValueError("suggest-spread needs slice scores")
+        from napari_weakseg.inference.suggest import spread_over_volumes
+
+        return spread_over_volumes({n: scores[n] for n in depths}, k, touched)
     if strategy == "coverage":
         taken = {name: set(touched.get(name, set())) for name in depths}
         order = list(depths)
@@ -299,12 +316,12 @@ def run_arm(arm: Arm, args, oracle: Oracle, val, classes, work: Path, effort_mod
                evaluate(model, val, classes) if model is not None else None)
         for round_no in range(1, args.rounds + 1):
             strategy = arm.strategy
-            if strategy == "suggest" and model is None:
+            if strategy in SUGGESTING and model is None:
                 strategy = "coverage"  # nothing to rank with yet
-            need_prediction = arm.kind == "correct" or strategy == "suggest"
-            predicted = predict_known(model, oracle, arm.measure if strategy == "suggest"
+            need_prediction = arm.kind == "correct" or strategy in SUGGESTING
+            predicted = predict_known(model, oracle, arm.measure if strategy in SUGGESTING
                                       else None) if need_prediction else {}
-            scores = {n: s for n, (_, s) in predicted.items()} if strategy == "suggest" \
+            scores = {n: s for n, (_, s) in predicted.items()} if strategy in SUGGESTING \
                 else None
             picks = choose_slices(strategy, args.k, depths, touched, rng, scores)
             round_effort = Effort()
@@ -380,6 +397,41 @@ def known_and_val(root: Path, patients: int, val_limit: int | None, seed: int,
         chosen = sorted(random.Random(seed).sample(subjects, min(patients, len(subjects))))
     known = [n for n in splits["train"] if n.split("_")[0] in chosen]
     return known, splits["val"][:val_limit]
+
+
+def _inverted(data: np.ndarray) -> np.ndarray:
+    """Contrast inverted between the 0.5th and 99.5th percentiles (scaled to 0–1000)."""
+    low, high = np.percentile(data, [0.5, 99.5])
+    unit = np.clip((data.astype(np.float32) - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+    return (1000.0 * (1.0 - unit)).astype(np.float32)
+
+
+#: Named intensity shifts standing in for another scanner or sequence (``--shift``).
+SHIFTS = {"invert": _inverted}
+
+
+def shifted_copy(root: Path, names: list[str], shift: str, folder: Path) -> Path:
+    """The ``names`` of the cohort at ``root`` with their images transformed by
+    ``SHIFTS[shift]`` (labels and scribbles copied unchanged), in the same layout under
+    ``folder``; the geometry (header, affine, spacing) is kept. → the new root."""
+    from napari_weakseg.io import read_volume, write_volume
+
+    transform = SHIFTS[shift]
+    for sub in ("images", "labels", "scribbles"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = folder / "images" / f"{name}.nii.gz"
+        if not target.exists():
+            image = read_volume(root / "images" / f"{name}.nii.gz", allow_4d=False)
+            write_volume(target, transform(image.data), image.geometry, dtype=np.float32)
+        for sub in ("labels", "scribbles"):
+            source = root / sub / f"{name}.nii.gz"
+            if source.exists() and not (folder / sub / source.name).exists():
+                shutil.copyfile(source, folder / sub / source.name)
+    splits = json.loads((root / "splits.json").read_text())
+    kept = {split: [n for n in members if n in names] for split, members in splits.items()}
+    (folder / "splits.json").write_text(json.dumps(kept))
+    return folder
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -525,8 +577,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default=None, help=f"of {', '.join(KINDS)} "
                         "(default scribble,correct; quick: correct)")
     parser.add_argument("--strategies", default=None,
-                        help="random, coverage, suggest[:MEASURE] (default random,suggest; "
-                             "quick: suggest)")
+                        help="random, coverage, suggest[:MEASURE], suggest-spread[:MEASURE] "
+                             "(default random,suggest; quick: suggest)")
     parser.add_argument("--measure", default="mean_entropy",
                         help="the ranking measure of plain 'suggest' (inference.suggest)")
     parser.add_argument("--rounds", type=int, default=None, help="default 5 (quick: 2)")
@@ -547,6 +599,10 @@ def main(argv=None) -> int:
                              "(default: the zoo model's inner-validation patients, which it "
                              "never trained on; at most 10)")
     parser.add_argument("--val-limit", type=int, help="first N volumes of ACDC val")
+    parser.add_argument("--shift", choices=sorted(SHIFTS),
+                        help="transform every image (the annotator's and val) — a stand-in "
+                             "for another scanner or sequence the starting model knows "
+                             "badly; written under WORK/acdc-SHIFT")
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slice-s", type=float, default=3.0)
@@ -589,6 +645,10 @@ def main(argv=None) -> int:
         known, val_names = known_and_val(root, args.patients, args.val_limit, args.seed,
                                          unseen=not args.any_patients)
         data = (f"ACDC: {len(known)} known train volumes, {len(val_names)} val volumes")
+        if args.shift:
+            root = shifted_copy(root, known + val_names, args.shift,
+                                work / f"acdc-{args.shift}")
+            data += f", images shifted: {args.shift}"
     classes = LabelSchema.cardiac().names
     oracle = Oracle(root, known, len(classes), args.seed)
     val = []
@@ -627,6 +687,7 @@ def main(argv=None) -> int:
         "settings": {"data": data, "known": known, "val": val_names, "rounds": args.rounds,
                      "k": args.k, "iterations": args.iterations, "minutes": args.minutes,
                      "profile": args.profile, "threads": args.threads, "seed": args.seed,
+                     "shift": args.shift,
                      "target": args.target, "quick": q, "skipped": skipped,
                      "effort_model": effort_model.to_dict(),
                      "real_scribble_slices": oracle.real_slices,

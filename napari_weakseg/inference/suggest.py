@@ -14,6 +14,14 @@ per slice, higher = look here first:
   flipped left-right and up-down (three passes through the one ``Predictor``); score =
   1 − the mean foreground Dice between the plain label map and each flipped one (classes
   present in either). Costs three predictions instead of one.
+* ``all_structures_entropy`` — for choosing slices to *scribble*: ``foreground_entropy``
+  times :func:`structure_presence`, how fully the slice shows every foreground structure
+  (1 when each class's predicted area there is at least :data:`PRESENCE_FRACTION` of its
+  largest over the volume). The most uncertain slices are mostly the volume's ends —
+  basal slices above the ventricles, the apex — where a scribble is nearly all
+  background; a fine-tune on a handful of those unlearns the structures they lack (the RV
+  was lost after one such round on ACDC, docs/results.md). This measure prefers uncertain
+  slices that show every structure, so each round's strokes teach every class.
 
 :func:`ranking_quality` measures whether top-ranked slices really are the worse ones:
 Spearman correlation between score and per-slice Dice (:func:`slice_dice`; negative is
@@ -25,12 +33,35 @@ which predicts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from enum import Enum
 
 import numpy as np
 
-MEASURES = ("mean_entropy", "foreground_entropy", "flip_disagreement")
+MEASURES = ("mean_entropy", "foreground_entropy", "flip_disagreement",
+            "all_structures_entropy")
 #: ``1 − p(background)`` from which a pixel counts as possible foreground.
 FOREGROUND_THRESHOLD = 0.1
+#: Share of a structure's largest expected area (over the volume's slices) from which a
+#: slice counts as showing it fully (:func:`structure_presence`).
+PRESENCE_FRACTION = 0.5
+
+
+class SuggestFor(str, Enum):
+    """What the suggested slices are for; each purpose has its measure
+    (:data:`MEASURE_FOR`)."""
+
+    #: correct the prediction and accept it: the slices the model is most unsure about
+    CORRECTION = "correction"
+    #: scribble and fine-tune: unsure slices that show every structure
+    SCRIBBLES = "scribbles"
+
+
+#: The ranking measure of each purpose. Correction: ``foreground_entropy`` finds the bad
+#: slices (docs/results.md: top 2 per volume Dice 0.54 vs 0.86); scribbles:
+#: ``all_structures_entropy`` (the most uncertain slices made a scribble fine-tune of the
+#: zoo model lose the RV; these do not).
+MEASURE_FOR = {SuggestFor.CORRECTION: "foreground_entropy",
+               SuggestFor.SCRIBBLES: "all_structures_entropy"}
 
 
 def _entropy(probabilities: np.ndarray) -> np.ndarray:
@@ -57,6 +88,35 @@ def foreground_entropy(probabilities: np.ndarray, entropy: np.ndarray | None = N
     counts = flat_region.sum(axis=1)
     sums = np.where(flat_region, entropy.reshape(len(entropy), -1), 0.0).sum(axis=1)
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def structure_presence(probabilities: np.ndarray,
+                       fraction: float = PRESENCE_FRACTION) -> np.ndarray:
+    """(Z,) in [0, 1]: how fully each slice shows *every* foreground structure.
+
+    ``probabilities`` (C, Z, Y, X), class 0 = background. Per class, the slice's predicted
+    area (pixels where the class is the most probable) over ``fraction`` × the class's
+    largest predicted area in the volume, clipped to 1; the slice's value is the minimum
+    over the classes (a class predicted nowhere in the volume counts as 0 everywhere).
+    Argmax areas, not summed probabilities: a faint probability spread over a large field
+    of view would otherwise count as a structure."""
+    probabilities = np.asarray(probabilities)
+    classes, depth = probabilities.shape[:2]
+    if classes < 2:
+        return np.ones(depth)
+    labels = np.argmax(probabilities, axis=0).reshape(depth, -1)
+    area = np.stack([(labels == c).sum(axis=1) for c in range(1, classes)]
+                    ).astype(np.float64)                                   # (C − 1, Z)
+    peak = area.max(axis=1, keepdims=True)
+    share = np.where(peak > 0, area / np.maximum(fraction * peak, 1e-12), 0.0)
+    return np.clip(share, 0.0, 1.0).min(axis=0)
+
+
+def all_structures_entropy(probabilities: np.ndarray, entropy: np.ndarray | None = None
+                           ) -> np.ndarray:
+    """(Z,) :func:`foreground_entropy` × :func:`structure_presence`: uncertain slices that
+    show every structure first (the slices worth scribbling)."""
+    return foreground_entropy(probabilities, entropy) * structure_presence(probabilities)
 
 
 def _slice_fg_dice(a: np.ndarray, b: np.ndarray, num_classes: int) -> float:
@@ -120,10 +180,22 @@ def slice_scores(measure: str, prediction=None, *, members: Sequence | None = No
         return mean_entropy(prediction.entropy)
     if measure == "foreground_entropy":
         return foreground_entropy(prediction.probabilities, prediction.entropy)
+    if measure == "all_structures_entropy":
+        return all_structures_entropy(prediction.probabilities, prediction.entropy)
     if not members:
         raise ValueError("flip_disagreement needs the flip members (flip_members)")
     classes = num_classes or members[0].probabilities.shape[0]
     return flip_disagreement([m.labels for m in members], classes)
+
+
+def purpose_scores(purpose: SuggestFor | str, probabilities: np.ndarray,
+                   entropy: np.ndarray | None = None) -> np.ndarray:
+    """(Z,) scores of the measure for ``purpose`` (:data:`MEASURE_FOR`) from a prediction's
+    ``probabilities`` (C, Z, Y, X) and ``entropy`` (Z, Y, X; computed when ``None``)."""
+    measure = MEASURE_FOR[SuggestFor(purpose)]
+    if measure == "foreground_entropy":
+        return foreground_entropy(probabilities, entropy)
+    return all_structures_entropy(probabilities, entropy)
 
 
 def rank_by(scores: np.ndarray, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
@@ -132,6 +204,33 @@ def rank_by(scores: np.ndarray, exclude: Iterable[int] = ()) -> list[tuple[int, 
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     return [(int(z), float(scores[z])) for z in order if int(z) not in skip]
+
+
+def spread_over_volumes(scores: dict, k: int, exclude: dict | None = None
+                        ) -> list[tuple[str, int]]:
+    """``k`` ``(volume, z)`` picks from per-volume slice ``scores`` ((Z,) each, higher
+    first), spread over the volumes: each pass takes every volume's best remaining slice,
+    volumes in order of that slice's score, so no volume gets a second pick before every
+    volume with slices left has one. ``exclude``: volume → slices already done. Equal
+    scores within a volume go to the slice nearer its middle (a model that sees nothing
+    yet scores every slice 0; the middle slices show every structure), then the lower z;
+    across volumes, to the volume name."""
+    remaining = {}
+    for name, values in scores.items():
+        values = np.asarray(values, dtype=np.float64)
+        done = {int(z) for z in (exclude or {}).get(name, ())}
+        middle = (len(values) - 1) / 2
+        remaining[name] = sorted((z for z in range(len(values)) if z not in done),
+                                 key=lambda z, v=values, m=middle: (-v[z], abs(z - m), z))
+    picks: list[tuple[str, int]] = []
+    while len(picks) < k and any(remaining.values()):
+        heads = sorted((-float(scores[name][zs[0]]), name) for name, zs in remaining.items()
+                       if zs)
+        for _, name in heads:
+            if len(picks) == k:
+                break
+            picks.append((name, remaining[name].pop(0)))
+    return picks
 
 
 def needs_members(measure: str) -> bool:
@@ -179,6 +278,7 @@ def ranking_quality(scores: Sequence[float], dice: Sequence[float], *,
             "gap": rest_dice - top_dice, "n": int(n), "n_top": int(top.sum())}
 
 
-__all__ = ["FOREGROUND_THRESHOLD", "MEASURES", "flip_disagreement", "flip_members",
-           "foreground_entropy", "mean_entropy", "needs_members", "rank_by",
-           "ranking_quality", "slice_dice", "slice_scores"]
+__all__ = ["FOREGROUND_THRESHOLD", "MEASURES", "MEASURE_FOR", "SuggestFor", "PRESENCE_FRACTION", "all_structures_entropy",
+           "flip_disagreement", "flip_members", "foreground_entropy", "mean_entropy",
+           "needs_members", "purpose_scores", "rank_by", "ranking_quality", "slice_dice", "slice_scores",
+           "spread_over_volumes", "structure_presence"]

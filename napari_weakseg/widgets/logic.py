@@ -255,20 +255,29 @@ def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str 
         return predictor.predict(np.asarray(image), spacing, postprocess=postprocess, tta=tta)
 
 
+#: Review tab "Annotate next": what the suggested slices are for
+#: (``inference.suggest.SuggestFor`` value → the combo's text).
+SUGGEST_PURPOSES = {"correction": "Suggest slices to correct (most uncertain)",
+                    "scribbles": "Suggest slices to scribble (uncertain, every structure shown)"}
+
+
 def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = (),
-                probabilities: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """Slices most worth correcting first (``exclude``: already complete).
+                probabilities: np.ndarray | None = None,
+                purpose: str = "correction") -> list[tuple[int, float]]:
+    """Slices to annotate next, best first (``exclude``: already complete).
 
-    With ``probabilities`` (C, Z, Y, X): the entropy averaged over each slice's possible
-    foreground (``inference.suggest.foreground_entropy``) — on ACDC val it separates bad
+    With ``probabilities`` (C, Z, Y, X), the measure of ``purpose``
+    (``inference.suggest.SuggestFor``): for correction the entropy averaged over each
+    slice's possible foreground (``foreground_entropy``) — on ACDC val it separates bad
     slices from good ones (Spearman ρ −0.65 against slice Dice; the top-2 slices per volume
-    score Dice 0.54 vs 0.86 for the rest), where the plain mean entropy does not (ρ −0.00).
-    Without: the mean entropy per slice."""
-    from ..inference.suggest import foreground_entropy, mean_entropy, rank_by
+    score Dice 0.54 vs 0.86 for the rest), where the plain mean entropy does not (ρ −0.00);
+    for scribbles the same, times how fully the slice shows every structure
+    (``all_structures_entropy``). Without probabilities: the mean entropy per slice."""
+    from ..inference.suggest import mean_entropy, purpose_scores, rank_by
 
-    scores = (foreground_entropy(probabilities, entropy) if probabilities is not None
-              else mean_entropy(entropy))
-    return rank_by(scores, exclude)
+    if probabilities is None:
+        return rank_by(mean_entropy(entropy), exclude)
+    return rank_by(purpose_scores(purpose, probabilities, entropy), exclude)
 
 
 def complete_slices(annotations: Iterable) -> set[int]:

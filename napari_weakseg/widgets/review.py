@@ -65,6 +65,7 @@ class ReviewPanel(QWidget):
         self._watched_layer = None        # the prediction layer whose edits rescore
         self._visited: set[int] = set()   # suggested slices already shown (Shift+N)
         self._suggest_text = ""
+        self._frame_text = ""   # " of frame t=N" for a 4D series' frame
 
         self.model_combo = QComboBox()
         self.predict_button = QPushButton("Predict current volume")
@@ -97,6 +98,14 @@ class ReviewPanel(QWidget):
         self.retrain_button = QPushButton("Retrain (fine-tune from this model)")
         self.suggest_label = QLabel("")
         self.suggest_label.setWordWrap(True)
+        self.suggest_combo = QComboBox()
+        for purpose, text in logic.SUGGEST_PURPOSES.items():
+            self.suggest_combo.addItem(text, purpose)
+        self.suggest_combo.setToolTip(
+            "To correct: the slices the model is least sure about. To scribble: unsure "
+            "slices that show every structure — a fine-tune on scribbles of the most "
+            "unsure slices (mostly the ends of the stack, nearly all background) can "
+            "unlearn a structure.")
         self.next_button = QPushButton(
             f"Next suggested slice ({shortcuts.shown(shortcuts.NEXT_SLICE)})")
         self.next_button.setToolTip("The most uncertain slice not complete yet; again: the "
@@ -151,6 +160,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(accept_box)
         suggest_box = QGroupBox("Annotate next")
         suggest_layout = QVBoxLayout(suggest_box)
+        suggest_layout.addWidget(self.suggest_combo)
         suggest_layout.addWidget(self.suggest_label)
         suggest_layout.addWidget(self.next_button)
         suggest_layout.addWidget(self.rank_button)
@@ -163,6 +173,7 @@ class ReviewPanel(QWidget):
         self.accept_button.clicked.connect(lambda: self.accept())
         self.retrain_button.clicked.connect(self.retrain)
         self.next_button.clicked.connect(self.go_to_next_slice)
+        self.suggest_combo.currentIndexChanged.connect(lambda *_: self._rank_shown())
         self.rank_button.clicked.connect(self.rank_volumes)
         self.rank_list.itemDoubleClicked.connect(
             lambda item: self.session.open_volume_requested.emit(item.data(256)))
@@ -467,23 +478,8 @@ class ReviewPanel(QWidget):
         self._show_uncertainty(image, entropy, schema, metadata, base)
         if self.viewer.layers.selection.active is not self.viewer.layers[name]:
             self.viewer.layers.selection.active = self.viewer.layers[name]
-        done = set()
-        if self.session.volume is not None and project is not None:
-            try:
-                done = logic.complete_slices(project.annotations(self.session.volume))
-            except Exception:
-                done = set()
-        self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done,
-                                                  probabilities=prediction.probabilities)
-        self._visited = set()
-        where = "" if frame is None else f" of frame t={frame}"
-        probabilities = prediction.probabilities
-        measure = "mean entropy" if probabilities is None else \
-            "entropy over the possible foreground"
-        ceiling = math.log(max(len(probabilities) if probabilities is not None else 2, 2))
-        self._suggest_text = (f"Most uncertain slices{where} ({measure}, 0 = sure … "
-                              f"{ceiling:.2f} = no idea): ")
-        self._show_suggestions()
+        self._frame_text = "" if frame is None else f" of frame t={frame}"
+        self._rank_shown()
         self._watch_prediction(self.viewer.layers[name])
         self._score(image, np.asarray(prediction.labels) if frame is None else None)
         post = getattr(prediction, "postprocess", None)
@@ -552,6 +548,43 @@ class ReviewPanel(QWidget):
         self._pending_preview = None
         self._clear_suggestions()
         self._update_buttons()
+
+    @property
+    def suggest_purpose(self) -> str:
+        """What the suggested slices are for (``inference.suggest.SuggestFor`` value)."""
+        return self.suggest_combo.currentData()
+
+    def _rank_shown(self) -> None:
+        """Rank the shown prediction's slices for the chosen purpose (complete slices
+        skipped) and show the top ones."""
+        prediction = self.prediction
+        if prediction is None or prediction.entropy is None:
+            return
+        project = self.session.project
+        done = set()
+        if self.session.volume is not None and project is not None:
+            try:
+                done = logic.complete_slices(project.annotations(self.session.volume))
+            except Exception:
+                done = set()
+        probabilities = prediction.probabilities
+        purpose = self.suggest_purpose
+        self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done,
+                                                  probabilities=probabilities,
+                                                  purpose=purpose)
+        self._visited = set()
+        ceiling = math.log(max(len(probabilities) if probabilities is not None else 2, 2))
+        where = self._frame_text
+        if probabilities is None:
+            head = f"Most uncertain slices{where} (mean entropy"
+        elif purpose == "scribbles":
+            head = (f"Slices to scribble{where} (entropy over the possible foreground × "
+                    "share of every structure shown")
+        else:
+            head = (f"Most uncertain slices{where} (entropy over the possible "
+                    "foreground")
+        self._suggest_text = f"{head}, 0 = sure … {ceiling:.2f} = no idea): "
+        self._show_suggestions()
 
     def _clear_suggestions(self) -> None:
         self.suggested_slices = []

@@ -82,5 +82,8 @@ def test_slice_strategies():
     picks = module.choose_slices("suggest", 6, depths, touched, rng, scores)
     assert picks[:5] == [("b", 0), ("b", 1), ("b", 2), ("b", 3), ("b", 5)]
     assert picks[5] == ("a", 9)
+    # spread: each volume's best before any volume's second; touched slices skipped
+    picks = module.choose_slices("suggest-spread", 4, depths, touched, rng, scores)
+    assert picks == [("b", 2), ("a", 9), ("b", 3), ("a", 8)]  # b: ties, middle first
     # never more than the free slices
     assert len(module.choose_slices("random", 99, depths, touched, rng)) == 15

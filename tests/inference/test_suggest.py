@@ -60,6 +60,73 @@ def test_ranking_quality_top_k_gap_and_spearman():
     assert useless["gap"] < 0 and useless["spearman"] == pytest.approx(1.0)
 
 
+def _three_structures(areas_by_slice, size=40):
+    """(4, Z, Y, X): per slice, a square of the given side per class (RV, MYO, LV) where
+    that class has probability 0.6; background 0.97 elsewhere."""
+    z = len(areas_by_slice)
+    probs = np.zeros((4, z, size, size))
+    probs[0] = 0.97
+    probs[1:] = 0.01
+    for k, sides in enumerate(areas_by_slice):
+        for c, side in enumerate(sides, start=1):
+            y0 = 2 + 12 * (c - 1)
+            region = (slice(y0, y0 + side), slice(2, 2 + side))
+            probs[1:, k][(slice(None), *region)] = 0.1
+            probs[c, k][region] = 0.6
+            probs[0, k][region] = 0.2
+    return probs
+
+
+@pytest.mark.parametrize("sides, expected", [
+    # every structure at its full size on slice 0; RV missing on slice 1 (a basal slice
+    # above the ventricle); all small (side 5 = a quarter of the area: half of the 0.5
+    # share that counts as full) on slice 2
+    ([(10, 10, 10), (0, 10, 10), (5, 5, 5)], [1.0, 0.0, 0.5]),
+    # a structure the model sees nowhere counts as missing everywhere
+    ([(0, 10, 10), (0, 8, 8)], [0.0, 0.0]),
+])
+def test_structure_presence(sides, expected):
+    presence = suggest.structure_presence(_three_structures(sides))
+    assert presence == pytest.approx(expected, abs=0.02)
+
+
+def test_all_structures_entropy_prefers_slices_showing_every_structure():
+    probs = _three_structures([(10, 10, 10), (0, 10, 10), (10, 10, 10)])
+    probs[:, 2] = probs[:, 0]
+    # slice 2: as full as slice 0 but less sure about its LV; slice 1 lacks the RV and is
+    # the least sure of all
+    probs[3, 2][26:36, 2:12] = 0.45
+    probs[0, 2][26:36, 2:12] = 0.35
+    probs[3, 1][26:36, 2:12] = 0.3
+    probs[0, 1][26:36, 2:12] = 0.5
+    entropy = -(probs * np.log(probs)).sum(axis=0)
+    foreground = suggest.foreground_entropy(probs, entropy)
+    assert int(np.argmax(foreground)) == 1
+    scores = suggest.all_structures_entropy(probs, entropy)
+    assert [z for z, _ in suggest.rank_by(scores)] == [2, 0, 1]
+    assert scores[1] == 0.0
+    # reachable by name, as the benchmarks and the Review tab ask for it
+    from napari_weakseg.inference.predict import Prediction
+
+    named = suggest.slice_scores("all_structures_entropy",
+                                 Prediction(np.argmax(probs, 0), probs, entropy))
+    assert named == pytest.approx(scores)
+
+
+def test_spread_over_volumes():
+    scores = {"a": np.array([0.9, 0.8, 0.7]), "b": np.array([0.1, 0.5]),
+              "c": np.array([0.95])}
+    picks = suggest.spread_over_volumes(scores, 5, exclude={"c": [0]})
+    # pass 1: a's best (0.9), b's best (0.5); pass 2: a's next (0.8), b's next (0.1)
+    assert picks == [("a", 0), ("b", 1), ("a", 1), ("b", 0), ("a", 2)]
+    assert suggest.spread_over_volumes(scores, 99) == [
+        ("c", 0), ("a", 0), ("b", 1), ("a", 1), ("b", 0), ("a", 2)]
+    assert suggest.spread_over_volumes(scores, 0) == []
+    # a model that sees nothing: the middle slices first
+    flat = {"a": np.zeros(7), "b": np.zeros(4)}
+    assert suggest.spread_over_volumes(flat, 4) == [("a", 3), ("b", 1), ("a", 2), ("b", 2)]
+
+
 def test_unknown_measure_is_refused():
     with pytest.raises(ValueError, match="measures"):
         suggest.slice_scores("nope", None)

@@ -119,6 +119,23 @@ def test_rank_slices_most_uncertain_first_skipping_complete():
     assert [z for z, _ in logic.rank_slices(entropy, exclude=[1])] == [2, 3, 0]
 
 
+@pytest.mark.parametrize("purpose, expected", [
+    ("correction", [1, 0]),   # slice 1 is the less sure one, though it lacks class 1
+    ("scribbles", [0, 1]),    # slice 0 shows every structure
+])
+def test_rank_slices_by_purpose(purpose, expected):
+    probabilities = np.full((3, 2, 4, 4), 0.05)
+    probabilities[0] = 0.9
+    probabilities[:, 0, 0, 0] = (0.2, 0.7, 0.1)   # class 1, fairly sure
+    probabilities[:, 0, 1, 1] = (0.2, 0.1, 0.7)   # class 2, fairly sure
+    probabilities[:, 1, 1, 1] = (0.4, 0.1, 0.5)   # class 2 only, unsure
+    entropy = -(probabilities * np.log(probabilities)).sum(axis=0)
+    ranked = logic.rank_slices(entropy, probabilities=probabilities, purpose=purpose)
+    assert [z for z, _ in ranked] == expected
+    with pytest.raises(ValueError):
+        logic.rank_slices(entropy, probabilities=probabilities, purpose="nope")
+
+
 def test_fingerprint_tracks_data_and_declarations():
     data = np.zeros((2, 3, 3), np.uint8)
     base = logic.fingerprint(data)

@@ -47,6 +47,16 @@ def test_prediction_overlays_on_the_image_grid(predicted, qtbot, screenshot_dir)
     assert "possible foreground" in review.suggest_label.text()
     assert review.go_to_next_slice() == review.suggested_slices[0][0]
     assert viewer.dims.current_step[0] == review.suggested_slices[0][0]
+    # for scribbling: the same entropy times the share of every structure shown
+    from napari_weakseg.inference.suggest import all_structures_entropy
+
+    review.suggest_combo.setCurrentIndex(review.suggest_combo.findData("scribbles"))
+    scores = all_structures_entropy(review.prediction.probabilities,
+                                    review.prediction.entropy)
+    assert [z for z, _ in review.suggested_slices] == list(np.argsort(-scores, kind="stable"))
+    assert review.suggest_label.text().startswith("Slices to scribble")
+    review.suggest_combo.setCurrentIndex(review.suggest_combo.findData("correction"))
+    assert review.suggest_label.text().startswith("Most uncertain slices")
 
     viewer.window.add_dock_widget(widget, name="WeakSeg", area="right")
     viewer.window.resize(1500, 900)
