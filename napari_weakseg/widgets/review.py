@@ -457,12 +457,20 @@ class ReviewPanel(QWidget):
         self.prediction = prediction
         self._frame = frame
         self._generation += 1
-        self._remove_preview(image)  # the final prediction replaces the live preview
         self.original = np.array(prediction.labels, copy=True) if frame is None else None
         base = self._layer_base(image)
         metadata = dict(image.metadata or {})  # geometry + volume/project (removed on switch)
         name = f"{image.name} [prediction]"
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        preview = self.preview_layer
+        if existing is None and preview is not None and preview.name == \
+                f"{image.name} [preview]":
+            # the live preview's layer becomes the prediction's: a rename, where removing
+            # one layer and building another stalls the viewer (layer controls, shaders)
+            preview.name = name
+            preview.metadata = {**metadata, layer_meta.ROLE: layer_meta.Role.PREDICTION}
+            existing = preview
+        self._remove_preview(image)  # the final prediction replaces the live preview
         labels = self._on_image_grid(image, np.asarray(prediction.labels), frame, existing)
         if existing is not None:
             existing.data = labels
@@ -782,12 +790,21 @@ class ReviewPanel(QWidget):
         self.preview_event = event
         text = (f"Live preview · iteration {event.iteration} · {event.seconds:.0f} s into "
                 "training — the final prediction replaces it")
-        overlay = self.viewer.text_overlay
-        overlay.text = f"LIVE PREVIEW · iteration {event.iteration}"
-        overlay.position = "top_center"
-        overlay.color = "yellow"
-        overlay.visible = True
         self.status.setText(f"{text}. (Uncheck 'Live preview while training' to stop.)")
+
+        def banner():
+            # on the next turn of the event loop: drawing the banner's new glyphs (signed
+            # distance fields computed on the CPU, ~8 ms each) then falls in another
+            # frame than building the preview layer
+            if self.preview_event is not event:
+                return  # replaced by a newer preview or by the final prediction
+            overlay = self.viewer.text_overlay
+            overlay.text = f"LIVE PREVIEW · iteration {event.iteration}"
+            overlay.position = "top_center"
+            overlay.color = "yellow"
+            overlay.visible = True
+
+        QTimer.singleShot(0, banner)
 
     def _remove_preview(self, image) -> None:
         name = f"{image.name} [preview]"

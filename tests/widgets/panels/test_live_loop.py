@@ -140,18 +140,25 @@ def test_live_preview_then_the_final_prediction_replaces_it(make_napari_viewer, 
     np.testing.assert_allclose(layer.scale, image.scale)
     assert review.prediction_layer is None  # a preview is not the reviewable prediction
     assert viewer.layers.selection.active is annotations  # the user's tool stays selected
-    assert viewer.text_overlay.visible and "iteration 40" in viewer.text_overlay.text
+    qtbot.waitUntil(lambda: viewer.text_overlay.visible, timeout=10000)  # the next turn
+    assert "iteration 40" in viewer.text_overlay.text
     assert "Live preview · iteration 40" in review.status.text()
     # a newer preview updates the same layer
     widget.train_panel._on_event(Preview(iteration=80, model_dir=str(preview_dir),
                                          seconds=24.0))
     assert [lay.name for lay in viewer.layers].count(f"{VOLUME} [preview]") == 1
     assert review.preview_layer.metadata["weakseg_preview_iteration"] == 80
+    qtbot.waitUntil(lambda: "iteration 80" in viewer.text_overlay.text, timeout=10000)
     _dock(viewer, widget, qtbot)
     save_screenshot(viewer, screenshot_dir / "review_live_preview.png")
 
+    shown = review.preview_layer
     widget.session.set_model(tiny_model)  # the run ended: the final model is predicted
     assert review.preview_layer is None and review.prediction_layer is not None
+    # the preview's layer became the prediction's (no layer rebuilt)
+    assert review.prediction_layer is shown
+    assert shown.metadata["weakseg_role"] == "prediction"
+    assert "weakseg_preview_iteration" not in shown.metadata
     assert not viewer.text_overlay.visible
 
 
