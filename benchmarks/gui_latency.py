@@ -55,6 +55,9 @@ class StallMeter:
         self._timer.start()
         self._phase = None
         self._started = 0.0
+        #: every gap over STALL_TARGET_MS inside a phase: (phase, seconds into it, ms,
+        #: the tick it started from — the key of the tracer's samples)
+        self.stalls: list[tuple[str, float, float, float]] = []
 
     def _tick(self):
         now = time.perf_counter()
@@ -62,6 +65,8 @@ class StallMeter:
         self._gaps.append(gap)
         if self._phase is not None:  # the benchmark's own set-up between phases is not ours
             self.session_gaps.append(gap)
+            if gap > STALL_TARGET_MS:
+                self.stalls.append((self._phase, self._last - self._started, gap, self._last))
         self._last = now
 
     def begin(self, name: str) -> None:
@@ -99,6 +104,8 @@ class StallTracer:
         self.native_dumps: list[str] = []
         self._dumped_for = None
         self.samples: dict[str, int] = {}
+        #: stall (the tick it started from) → the main thread's stacks sampled during it
+        self.per_stall: dict[float, list[str]] = {}
         #: the tracer thread's own late wake-ups (ms): a stall the tracer shares is
         #: process-wide (GIL or CPU), one it does not share is the main thread's own work
         self.late_ms: list[float] = []
@@ -148,6 +155,8 @@ class StallTracer:
                 [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack][-6:]
             key = f"[{self.meter._phase}] " + " < ".join(reversed(lines))
             self.samples[key] = self.samples.get(key, 0) + 1
+            self.per_stall.setdefault(self.meter._last, []).append(" < ".join(
+                reversed(lines[-3:])))
 
     def _native_dump(self) -> None:
         import os
@@ -178,6 +187,12 @@ class StallTracer:
                 print(f"  {count:3d}×  {key}")
             for dump in self.native_dumps[:3]:
                 print("\n" + dump)
+        print(f"\nThe stalls over {STALL_TARGET_MS:.0f} ms, longest first, with the main "
+              f"thread's stack every 20 ms from {self.threshold * 1000:.0f} ms into each:")
+        for phase, offset, gap, start in sorted(self.meter.stalls, key=lambda r: -r[2])[:12]:
+            print(f"  {gap:6.0f} ms  [{phase}] at {offset:.1f} s")
+            for line in self.per_stall.get(start, [])[:12]:
+                print(f"             {line}")
         print("\nWhere the main thread was during stalls (20 ms samples):")
         for key, count in sorted(self.samples.items(), key=lambda kv: -kv[1])[:30]:
             print(f"  {count * 20:5d} ms  {key}")

@@ -278,7 +278,8 @@ def ranking_quality(scores: Sequence[float], dice: Sequence[float], *,
             "gap": rest_dice - top_dice, "n": int(n), "n_top": int(top.sum())}
 
 
-__all__ = ["FOREGROUND_THRESHOLD", "MEASURES", "MEASURE_FOR", "SuggestFor", "PRESENCE_FRACTION", "all_structures_entropy",
-           "flip_disagreement", "flip_members", "foreground_entropy", "mean_entropy",
-           "needs_members", "purpose_scores", "rank_by", "ranking_quality", "slice_dice", "slice_scores",
-           "spread_over_volumes", "structure_presence"]
+__all__ = ["FOREGROUND_THRESHOLD", "MEASURES", "MEASURE_FOR", "PRESENCE_FRACTION",
+           "SuggestFor", "all_structures_entropy", "flip_disagreement", "flip_members",
+           "foreground_entropy", "mean_entropy", "needs_members", "purpose_scores",
+           "rank_by", "ranking_quality", "slice_dice", "slice_scores", "spread_over_volumes",
+           "structure_presence"]

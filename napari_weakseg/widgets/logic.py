@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.suggest import SuggestFor
 from ..training import project_runs
 from ..training.project_runs import (  # noqa: F401  (the panels' API)
     RunHandle,
@@ -255,15 +256,16 @@ def predict_image(model_path: str | os.PathLike, image: np.ndarray, device: str 
         return predictor.predict(np.asarray(image), spacing, postprocess=postprocess, tta=tta)
 
 
-#: Review tab "Annotate next": what the suggested slices are for
-#: (``inference.suggest.SuggestFor`` value → the combo's text).
-SUGGEST_PURPOSES = {"correction": "Suggest slices to correct (most uncertain)",
-                    "scribbles": "Suggest slices to scribble (uncertain, every structure shown)"}
+#: Review tab "Annotate next": what the suggested slices are for → the combo's text.
+SUGGEST_PURPOSES = {
+    SuggestFor.CORRECTION: "Suggest slices to correct (most uncertain)",
+    SuggestFor.SCRIBBLES: "Suggest slices to scribble (uncertain, every structure shown)"}
 
 
 def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = (),
                 probabilities: np.ndarray | None = None,
-                purpose: str = "correction") -> list[tuple[int, float]]:
+                purpose: SuggestFor | str = SuggestFor.CORRECTION
+                ) -> list[tuple[int, float]]:
     """Slices to annotate next, best first (``exclude``: already complete).
 
     With ``probabilities`` (C, Z, Y, X), the measure of ``purpose``

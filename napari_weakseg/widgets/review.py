@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QGroupBox, 
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from .. import layer_meta
+from ..inference.suggest import SuggestFor
 from . import logic, shortcuts
 from .annotation import _class_icon
 
@@ -100,7 +101,7 @@ class ReviewPanel(QWidget):
         self.suggest_label.setWordWrap(True)
         self.suggest_combo = QComboBox()
         for purpose, text in logic.SUGGEST_PURPOSES.items():
-            self.suggest_combo.addItem(text, purpose)
+            self.suggest_combo.addItem(text, purpose.value)
         self.suggest_combo.setToolTip(
             "To correct: the slices the model is least sure about. To scribble: unsure "
             "slices that show every structure — a fine-tune on scribbles of the most "
@@ -452,7 +453,6 @@ class ReviewPanel(QWidget):
 
     def _show_prediction(self, image, prediction, model: Path, frame: int | None = None
                          ) -> None:
-        project = self.session.project
         schema = self._schema()
         self.prediction = prediction
         self._frame = frame
@@ -558,9 +558,9 @@ class ReviewPanel(QWidget):
         self._update_buttons()
 
     @property
-    def suggest_purpose(self) -> str:
-        """What the suggested slices are for (``inference.suggest.SuggestFor`` value)."""
-        return self.suggest_combo.currentData()
+    def suggest_purpose(self) -> SuggestFor:
+        """What the suggested slices are for."""
+        return SuggestFor(self.suggest_combo.currentData())
 
     def _rank_shown(self) -> None:
         """Rank the shown prediction's slices for the chosen purpose (complete slices
@@ -585,7 +585,7 @@ class ReviewPanel(QWidget):
         where = self._frame_text
         if probabilities is None:
             head = f"Most uncertain slices{where} (mean entropy"
-        elif purpose == "scribbles":
+        elif purpose is SuggestFor.SCRIBBLES:
             head = (f"Slices to scribble{where} (entropy over the possible foreground × "
                     "share of every structure shown")
         else:
