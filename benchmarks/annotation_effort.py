@@ -30,7 +30,9 @@ positions within a volume); ``suggest`` (the tool's suggestion: slices ranked by
 ``suggest:foreground_entropy`` etc. picks another measure; the top ``k`` pooled over
 volumes); ``suggest-spread[:MEASURE]`` (the same scores, spread over the volumes by
 ``inference.suggest.spread_over_volumes``: every volume's best slice before any volume's
-second). Then it fine-tunes the previous
+second); a suggesting strategy picks at random while every score is 0 (a starting model
+that sees no structure at all, as the zoo model on ``--shift invert``) and by coverage
+before there is a model. Then it fine-tunes the previous
 round's model (``--init``: ``zoo`` = ``zoo.default_model()``, ``scratch``, or a model
 folder) for ``--iterations`` (and at most ``--minutes``) with each ``--methods`` method that
 learns from the kind, and scores the last model on held-out ACDC val (``--val-limit``
@@ -323,6 +325,8 @@ def run_arm(arm: Arm, args, oracle: Oracle, val, classes, work: Path, effort_mod
                                       else None) if need_prediction else {}
             scores = {n: s for n, (_, s) in predicted.items()} if strategy in SUGGESTING \
                 else None
+            if scores is not None and not any(np.any(s > 0) for s in scores.values()):
+                strategy, scores = "random", None  # the model sees nothing: no ranking
             picks = choose_slices(strategy, args.k, depths, touched, rng, scores)
             round_effort = Effort()
             by_volume: dict[str, list[int]] = {}
