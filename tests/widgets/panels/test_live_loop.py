@@ -352,3 +352,23 @@ def test_whole_slice_layers_do_not_hide_the_image(make_napari_viewer):
     assert sparse.opacity <= 0.5 and scribble.opacity == pytest.approx(0.9)
     colors = annotation_colormap("sparse", LabelSchema.cardiac())
     assert colors[1][3] <= 0.15 and colors[4][3] == 1.0  # background only tinted
+
+
+def test_banner_glyphs_are_drawn_ahead_invisibly(make_napari_viewer, qtbot):
+    """While a run starts, the banner's characters are drawn one per tick, transparent, so
+    the first live preview does not stall the viewer rendering all of them at once."""
+    from napari_weakseg.widgets.review import BANNER_GLYPHS
+
+    viewer, widget = _widget(make_napari_viewer, show=True)
+    review = widget.review_panel
+    seen = []
+    viewer.text_overlay.events.text.connect(lambda event: seen.append(viewer.text_overlay.text))
+    widget.session.training_state.emit("running")
+    assert review._glyph_timer.isActive()
+    qtbot.waitUntil(lambda: viewer.text_overlay.visible, timeout=10000)
+    assert viewer.text_overlay.color[3] == 0  # drawn, but nobody sees it
+    qtbot.waitUntil(lambda: not review._glyph_timer.isActive(), timeout=20000)
+    assert set("".join(seen)) >= set(BANNER_GLYPHS)
+    assert not viewer.text_overlay.visible and viewer.text_overlay.text == ""
+    widget.session.training_state.emit("running")  # once per panel: every glyph is kept
+    assert not review._glyph_timer.isActive()
