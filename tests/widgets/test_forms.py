@@ -99,7 +99,9 @@ def test_the_train_panel_form_is_the_declaration(make_napari_viewer):
     from napari_weakseg.widgets.main import WeakSegWidget
     from napari_weakseg.widgets.workers import SynchronousExecutor
 
-    panel = WeakSegWidget(make_napari_viewer(), executor=SynchronousExecutor()).train_panel
+    # the dock widget is kept: a temporary would be collected, deleting the panel's fields
+    widget = WeakSegWidget(make_napari_viewer(), executor=SynchronousExecutor())
+    panel = widget.train_panel
     layout = panel.form["iterations"].parentWidget().layout()
     rows = _rows(layout)
     options = option_fields(TrainConfig, train_module.FORM_FIELDS)
