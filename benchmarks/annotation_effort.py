@@ -31,8 +31,7 @@ positions within a volume); ``suggest`` (the tool's suggestion: slices ranked by
 volumes); ``suggest-spread[:MEASURE]`` (the same scores, spread over the volumes by
 ``inference.suggest.spread_over_volumes``: every volume's best slice before any volume's
 second); a suggesting strategy picks at random while every score is 0 (a starting model
-that sees no structure at all, as the zoo model on ``--shift invert``) and by coverage
-before there is a model. Then it fine-tunes the previous
+that predicts no possible foreground anywhere) and by coverage before there is a model. Then it fine-tunes the previous
 round's model (``--init``: ``zoo`` = ``zoo.default_model()``, ``scratch``, or a model
 folder) for ``--iterations`` (and at most ``--minutes``) with each ``--methods`` method that
 learns from the kind, and scores the last model on held-out ACDC val (``--val-limit``

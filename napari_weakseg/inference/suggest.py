@@ -119,6 +119,11 @@ def all_structures_entropy(probabilities: np.ndarray, entropy: np.ndarray | None
     return foreground_entropy(probabilities, entropy) * structure_presence(probabilities)
 
 
+#: The measures computed from one prediction's probabilities (and entropy).
+_FROM_PROBABILITIES = {"foreground_entropy": foreground_entropy,
+                       "all_structures_entropy": all_structures_entropy}
+
+
 def _slice_fg_dice(a: np.ndarray, b: np.ndarray, num_classes: int) -> float:
     """Mean Dice over foreground classes present in either 2D map (1.0 when none is)."""
     scores = []
@@ -178,10 +183,8 @@ def slice_scores(measure: str, prediction=None, *, members: Sequence | None = No
         prediction = members[0]
     if measure == "mean_entropy":
         return mean_entropy(prediction.entropy)
-    if measure == "foreground_entropy":
-        return foreground_entropy(prediction.probabilities, prediction.entropy)
-    if measure == "all_structures_entropy":
-        return all_structures_entropy(prediction.probabilities, prediction.entropy)
+    if measure in _FROM_PROBABILITIES:
+        return _FROM_PROBABILITIES[measure](prediction.probabilities, prediction.entropy)
     if not members:
         raise ValueError("flip_disagreement needs the flip members (flip_members)")
     classes = num_classes or members[0].probabilities.shape[0]
@@ -192,10 +195,7 @@ def purpose_scores(purpose: SuggestFor | str, probabilities: np.ndarray,
                    entropy: np.ndarray | None = None) -> np.ndarray:
     """(Z,) scores of the measure for ``purpose`` (:data:`MEASURE_FOR`) from a prediction's
     ``probabilities`` (C, Z, Y, X) and ``entropy`` (Z, Y, X; computed when ``None``)."""
-    measure = MEASURE_FOR[SuggestFor(purpose)]
-    if measure == "foreground_entropy":
-        return foreground_entropy(probabilities, entropy)
-    return all_structures_entropy(probabilities, entropy)
+    return _FROM_PROBABILITIES[MEASURE_FOR[SuggestFor(purpose)]](probabilities, entropy)
 
 
 def rank_by(scores: np.ndarray, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:

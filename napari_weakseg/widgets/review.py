@@ -841,15 +841,16 @@ class ReviewPanel(QWidget):
         for all of them at once (330 ms measured on 2 busy cores)."""
         try:
             overlay = self.viewer.text_overlay
-            char = self._banner_glyphs.pop(0) if self._banner_glyphs else None
-            if self.preview_event is not None or char is None:
-                self._glyph_timer.stop()  # a real banner took over, or all are drawn
-                if self.preview_event is None:
-                    overlay.visible = False
-                    overlay.text = ""
+            if self.preview_event is not None:  # a real banner took over: the rest later
+                self._glyph_timer.stop()
+                return
+            if not self._banner_glyphs:  # all drawn
+                self._glyph_timer.stop()
+                overlay.visible = False
+                overlay.text = ""
                 return
             overlay.color = (0.0, 0.0, 0.0, 0.0)
-            overlay.text = char
+            overlay.text = self._banner_glyphs.pop(0)
             overlay.visible = True
         except (RuntimeError, AttributeError):  # the viewer was closed
             self._glyph_timer.stop()
