@@ -30,7 +30,9 @@ positions within a volume); ``suggest`` (the tool's suggestion: slices ranked by
 ``suggest:foreground_entropy`` etc. picks another measure; the top ``k`` pooled over
 volumes); ``suggest-spread[:MEASURE]`` (the same scores, spread over the volumes by
 ``inference.suggest.spread_over_volumes``: every volume's best slice before any volume's
-second); a suggesting strategy picks at random while every score is 0 (a starting model
+second); ``suggest-cold[:MEASURE]`` (the Review tab's rule for scribbles: while the project
+holds no annotation, every volume's middle slice, volumes with the highest score first —
+``inference.suggest.cold_start_picks`` —, then pooled like ``suggest``); a suggesting strategy picks at random while every score is 0 (a starting model
 that predicts no possible foreground anywhere) and by coverage before there is a model. Then it fine-tunes the previous
 round's model (``--init``: ``zoo`` = ``zoo.default_model()``, ``scratch``, or a model
 folder) for ``--iterations`` (and at most ``--minutes``) with each ``--methods`` method that
@@ -76,9 +78,9 @@ DEFAULT_ACDC = ROOT.parent / "shared" / "data" / "acdc"
 #: The annotation kind the annotator's work is stored as.
 STORED_KIND = {"scribble": "scribble", "coarse": "coarse_pos", "correct": "sparse"}
 KINDS = tuple(STORED_KIND)
-STRATEGIES = ("random", "coverage", "suggest", "suggest-spread")
+STRATEGIES = ("random", "coverage", "suggest", "suggest-spread", "suggest-cold")
 #: Strategies that rank slices by a ``--measure`` of ``inference.suggest``.
-SUGGESTING = ("suggest", "suggest-spread")
+SUGGESTING = ("suggest", "suggest-spread", "suggest-cold")
 AUTHOR = "simulated-annotator"
 
 
@@ -87,7 +89,7 @@ class Arm:
     init: str       # zoo | scratch | a model folder
     method: str
     kind: str       # scribble | coarse | correct
-    strategy: str   # random | coverage | suggest | suggest-spread
+    strategy: str   # random | coverage | suggest | suggest-spread | suggest-cold
     measure: str = "mean_entropy"
 
     @property
@@ -149,16 +151,24 @@ def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[s
 
     ``depths``: slices per volume; ``touched``: slices already annotated (skipped);
     ``scores``: per-volume slice scores, higher first (``suggest``: pooled over volumes;
-    ``suggest-spread``: one per volume per pass).
+    ``suggest-spread``: one per volume per pass; ``suggest-cold``: while nothing is
+    annotated, ``inference.suggest.cold_start_picks`` — every volume's middle slice, the
+    Review tab's first scribble suggestion in a project without annotations —, then
+    pooled like ``suggest``).
     """
     free = [(name, z) for name in depths for z in range(depths[name])
             if z not in touched.get(name, set())]
     k = min(k, len(free))
     if strategy == "random":
         return sorted(rng.sample(free, k))
-    if strategy == "suggest":
+    if strategy == "suggest-cold" and scores is not None and \
+            not any(touched.get(name) for name in depths):
+        from napari_weakseg.inference.suggest import cold_start_picks
+
+        return cold_start_picks({n: scores[n] for n in depths}, k, touched)
+    if strategy in ("suggest", "suggest-cold"):
         if scores is None:
-            raise ValueError("suggest needs slice scores")
+            raise ValueError(f"{strategy} needs slice scores")
         ranked = sorted(free, key=lambda item: (-float(scores[item[0]][item[1]]), item))
         return ranked[:k]
     if strategy == "suggest-spread":
@@ -580,7 +590,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default=None, help=f"of {', '.join(KINDS)} "
                         "(default scribble,correct; quick: correct)")
     parser.add_argument("--strategies", default=None,
-                        help="random, coverage, suggest[:MEASURE], suggest-spread[:MEASURE] "
+                        help="random, coverage, suggest[:MEASURE], suggest-spread[:MEASURE], "
+                             "suggest-cold[:MEASURE] "
                              "(default random,suggest; quick: suggest)")
     parser.add_argument("--measure", default="mean_entropy",
                         help="the ranking measure of plain 'suggest' (inference.suggest)")

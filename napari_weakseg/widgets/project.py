@@ -13,7 +13,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayo
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from .. import layer_meta
-from . import logic
+from . import layer_ops, logic
 
 if TYPE_CHECKING:
     import napari
@@ -320,7 +320,7 @@ class ProjectPanel(QWidget):
             if getattr(layer, "mode", None) not in (None, "pan_zoom"):
                 layer.mode = "pan_zoom"
         for layer in reversed(doomed):
-            self.viewer.layers.remove(layer)  # annotation layers are saved on removal
+            layer_ops.remove_layer(self.viewer, layer)  # annotation layers: saved on removal
         self.session.set_volume(None)
 
     def _show_volume(self, loaded: logic.LoadedVolume) -> None:

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QGroupBox, 
 
 from .. import layer_meta
 from ..inference.suggest import SuggestFor
-from . import logic, shortcuts
+from . import layer_ops, logic, shortcuts
 from .annotation import _class_icon
 
 if TYPE_CHECKING:
@@ -547,9 +547,7 @@ class ReviewPanel(QWidget):
             prediction = self.prediction_layer
             index = self.viewer.layers.index(prediction) if prediction is not None \
                 else len(self.viewer.layers)
-            self.viewer.layers.insert(index, layer)
-            if prediction is not None:
-                self.viewer.layers.selection.active = prediction
+            layer_ops.insert_layer(self.viewer, index, layer)  # not made the active one
 
             def reveal():
                 if layer in self.viewer.layers:
@@ -592,16 +590,20 @@ class ReviewPanel(QWidget):
             return
         project = self.session.project
         done = set()
-        if self.session.volume is not None and project is not None:
+        cold = False  # the project holds no annotation yet
+        if project is not None:
             try:
-                done = logic.complete_slices(project.annotations(self.session.volume))
+                cold = not project.annotations()
+                if self.session.volume is not None:
+                    done = logic.complete_slices(project.annotations(self.session.volume))
             except Exception:
-                done = set()
+                done, cold = set(), False
         probabilities = prediction.probabilities
         purpose = self.suggest_purpose
         self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done,
                                                   probabilities=probabilities,
-                                                  purpose=purpose)
+                                                  purpose=purpose, cold_start=cold)
+        cold = cold and probabilities is not None and purpose is SuggestFor.SCRIBBLES
         self._visited = set()
         ceiling = math.log(max(len(probabilities) if probabilities is not None else 2, 2))
         where = self._frame_text
@@ -614,6 +616,12 @@ class ReviewPanel(QWidget):
             head = (f"Most uncertain slices{where} (entropy over the possible "
                     "foreground")
         self._suggest_text = f"{head}, 0 = sure … {ceiling:.2f} = no idea): "
+        if cold:
+            self._suggest_text = (
+                "Nothing annotated in this project yet: slices from the middle of the stack "
+                "outwards first — they show every structure, and the model cannot yet judge "
+                f"this data. Once you have scribbled, the ranking takes over. {head}, 0 = "
+                f"sure … {ceiling:.2f} = no idea): ")
         self._show_suggestions()
 
     def _clear_suggestions(self) -> None:
@@ -682,10 +690,10 @@ class ReviewPanel(QWidget):
     def _show_truth(self, image, check) -> None:
         schema = self._schema()
         name = f"{image.name} [ground truth]"
-        if name not in self.viewer.layers:
-            active = self.viewer.layers.selection.active
-            layer = self.viewer.add_labels(
-                np.asarray(check.truth), name=name, colormap=schema.dense_colormap(),
+        if name not in self.viewer.layers:  # the user's active layer stays active
+            layer = layer_ops.add_labels(
+                self.viewer, np.asarray(check.truth), name=name,
+                colormap=schema.dense_colormap(),
                 opacity=0.5, blending="translucent",
                 features={"index": list(range(schema.num_classes)), "class": schema.names},
                 metadata={**dict(image.metadata or {}),
@@ -693,8 +701,6 @@ class ReviewPanel(QWidget):
                 **self._layer_base(image))
             layer.contour = 1
             layer.editable = False  # reference, not a canvas: painting it needs intent
-            if active is not None and active in self.viewer.layers:
-                self.viewer.layers.selection.active = active  # keep the user's tool
         spacing = " × ".join(f"{s:g}" for s in check.spacing)
         self.truth_label.setText(
             f"Shown prediction vs the stored ground truth (contours: '{name}'): 3D Dice and "
@@ -803,12 +809,10 @@ class ReviewPanel(QWidget):
         if existing is not None:
             existing.data = labels
             existing.metadata = metadata
-        else:
-            active = self.viewer.layers.selection.active
-            self.viewer.add_labels(labels, name=name, colormap=schema.dense_colormap(),
-                                   opacity=0.5, metadata=metadata, **self._layer_base(image))
-            if active is not None and active in self.viewer.layers:
-                self.viewer.layers.selection.active = active  # keep the user's tool
+        else:  # the user's active layer (and tool) stays active
+            layer_ops.add_labels(self.viewer, labels, name=name,
+                                 colormap=schema.dense_colormap(), opacity=0.5,
+                                 metadata=metadata, **self._layer_base(image))
         self.preview_event = event
         self._glyph_timer.stop()
         text = (f"Live preview · iteration {event.iteration} · {event.seconds:.0f} s into "
@@ -858,7 +862,7 @@ class ReviewPanel(QWidget):
     def _remove_preview(self, image) -> None:
         name = f"{image.name} [preview]"
         if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
+            layer_ops.remove_layer(self.viewer, name)
         if self.preview_event is not None:
             self.viewer.text_overlay.visible = False
             self.viewer.text_overlay.text = ""
