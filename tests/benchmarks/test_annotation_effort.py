@@ -85,5 +85,12 @@ def test_slice_strategies():
     # spread: each volume's best before any volume's second; touched slices skipped
     picks = module.choose_slices("suggest-spread", 4, depths, touched, rng, scores)
     assert picks == [("b", 2), ("a", 9), ("b", 3), ("a", 8)]  # b: ties, middle first
+    # cold: while nothing is annotated, every volume's middle slice (best volume first);
+    # then the pooled ranking of suggest
+    nothing = {"a": set(), "b": set()}
+    picks = module.choose_slices("suggest-cold", 3, depths, nothing, rng, scores)
+    assert picks == [("b", 2), ("a", 4), ("b", 3)]
+    assert module.choose_slices("suggest-cold", 6, depths, touched, rng, scores) == \
+        module.choose_slices("suggest", 6, depths, touched, rng, scores)
     # never more than the free slices
     assert len(module.choose_slices("random", 99, depths, touched, rng)) == 15
