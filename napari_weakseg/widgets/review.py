@@ -537,23 +537,30 @@ class ReviewPanel(QWidget):
                 return
             from napari.layers import Image
 
-            # inserted below the label map (no move afterwards) and hidden: building the
-            # layer and its controls happens now, compiling its shaders and drawing it on
-            # the next turn — two short frames instead of one long one
+            # three short frames instead of one long one: the layer is built on this turn,
+            # inserted below the label map (no move afterwards), hidden and not made the
+            # active layer on the next (its visual and controls), and drawn — shaders
+            # compiled — on the one after
             layer = Image(entropy, name=name, colormap="magma", blending="additive",
                           opacity=0.4, contrast_limits=limits, visible=False,
                           metadata={**metadata, layer_meta.ROLE: layer_meta.Role.UNCERTAINTY},
                           **base)
-            prediction = self.prediction_layer
-            index = self.viewer.layers.index(prediction) if prediction is not None \
-                else len(self.viewer.layers)
-            layer_ops.insert_layer(self.viewer, index, layer)  # not made the active one
+
+            def insert():
+                if image not in self.viewer.layers or self._entropy_to_show is not entropy \
+                        or name in self.viewer.layers:
+                    return  # the volume changed, a newer prediction came, or a layer exists
+                prediction = self.prediction_layer
+                index = self.viewer.layers.index(prediction) if prediction is not None \
+                    else len(self.viewer.layers)
+                layer_ops.insert_layer(self.viewer, index, layer)
+                QTimer.singleShot(0, reveal)
 
             def reveal():
                 if layer in self.viewer.layers:
                     layer.visible = True
 
-            QTimer.singleShot(0, reveal)
+            QTimer.singleShot(0, insert)
 
         QTimer.singleShot(0, show)
 
