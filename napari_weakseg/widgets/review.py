@@ -513,9 +513,11 @@ class ReviewPanel(QWidget):
                                 f"frame (accepting corrections needs a 3D project volume).")
 
     def _show_uncertainty(self, image, entropy, schema, metadata, base) -> None:
-        """The entropy map, below the label map, on the next turn of the event loop: the
-        viewer repaints in between instead of stalling for both layers at once (building
-        a napari layer takes a few hundred ms of main-thread time on a slow machine)."""
+        """The entropy map, below the label map, from the next turn of the event loop on:
+        an existing layer gets the new data; a new one is built, inserted and drawn on
+        three turns, so the viewer repaints in between instead of stalling for the label
+        map and all of that at once (adding a napari layer takes a few hundred ms of
+        main-thread time on a slow machine)."""
         from qtpy.QtCore import QTimer
 
         name = f"{image.name} [uncertainty]"
