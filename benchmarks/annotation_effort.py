@@ -30,9 +30,9 @@ positions within a volume); ``suggest`` (the tool's suggestion: slices ranked by
 ``suggest:foreground_entropy`` etc. picks another measure; the top ``k`` pooled over
 volumes); ``suggest-spread[:MEASURE]`` (the same scores, spread over the volumes by
 ``inference.suggest.spread_over_volumes``: every volume's best slice before any volume's
-second); ``suggest-cold[:MEASURE]`` (the Review tab's rule for scribbles: while the project
-holds no annotation, every volume's middle slice, volumes with the highest score first —
-``inference.suggest.cold_start_picks`` —, then pooled like ``suggest``); a suggesting strategy picks at random while every score is 0 (a starting model
+second); ``suggest-cold[:MEASURE]`` (while the project holds no annotation, every volume's
+middle slice, volumes with the highest score first — ``inference.suggest.cold_start_picks``
+—, then pooled like ``suggest``; measured, not adopted); a suggesting strategy picks at random while every score is 0 (a starting model
 that predicts no possible foreground anywhere) and by coverage before there is a model. Then it fine-tunes the previous
 round's model (``--init``: ``zoo`` = ``zoo.default_model()``, ``scratch``, or a model
 folder) for ``--iterations`` (and at most ``--minutes``) with each ``--methods`` method that
@@ -152,8 +152,7 @@ def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[s
     ``depths``: slices per volume; ``touched``: slices already annotated (skipped);
     ``scores``: per-volume slice scores, higher first (``suggest``: pooled over volumes;
     ``suggest-spread``: one per volume per pass; ``suggest-cold``: while nothing is
-    annotated, ``inference.suggest.cold_start_picks`` — every volume's middle slice, the
-    Review tab's first scribble suggestion in a project without annotations —, then
+    annotated, ``inference.suggest.cold_start_picks`` — every volume's middle slice —, then
     pooled like ``suggest``).
     """
     free = [(name, z) for name in depths for z in range(depths[name])

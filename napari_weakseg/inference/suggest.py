@@ -245,15 +245,17 @@ def cold_start_picks(scores: dict, k: int, exclude: dict | None = None
                      ) -> list[tuple[str, int]]:
     """``k`` ``(volume, z)`` picks for a project that holds no annotation yet: each volume's
     middle slice (:func:`middle_out`), one per volume per pass, volumes whose best slice
-    scores highest first (then by name).
+    scores highest first (then by name). The ``suggest-cold`` strategy of
+    ``benchmarks/annotation_effort.py``; **measured, not adopted** by the Review tab.
 
-    Why: before the first strokes the model knows nothing about *this* data (another
+    The idea: before the first strokes the model knows nothing about *this* data (another
     sequence, another scanner), so its structure areas — and with them
-    :func:`structure_presence` — are noise; on inverted-contrast ACDC two thirds of the
+    :func:`structure_presence` — are noise (on inverted-contrast ACDC two thirds of the
     all-structures-entropy picks of round 1 lacked the RV, against one in six random
-    picks (docs/results.md). The middle of a stack shows every structure on ACDC short-axis
-    stacks (and on most scans centred on their target), so the first strokes teach every
-    class; the measure takes over once the model has learnt from them."""
+    picks), while the middle of a stack shows every structure. Measured over 6 seeds it
+    did not beat random slices at equal effort (docs/results.md, session 9): the middle
+    slices of the two frames of a patient are near-duplicates, and random slices vary in
+    position and patient."""
     remaining = {name: middle_out(len(values), (exclude or {}).get(name, ()))
                  for name, values in scores.items()}
     best = {name: float(np.max(values)) if len(values) else 0.0

@@ -264,8 +264,8 @@ SUGGEST_PURPOSES = {
 
 def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = (),
                 probabilities: np.ndarray | None = None,
-                purpose: SuggestFor | str = SuggestFor.CORRECTION,
-                cold_start: bool = False) -> list[tuple[int, float]]:
+                purpose: SuggestFor | str = SuggestFor.CORRECTION
+                ) -> list[tuple[int, float]]:
     """Slices to annotate next, best first (``exclude``: already complete).
 
     With ``probabilities`` (C, Z, Y, X), the measure of ``purpose``
@@ -274,20 +274,12 @@ def rank_slices(entropy: np.ndarray, exclude: Iterable[int] = (),
     slices from good ones (Spearman ρ −0.65 against slice Dice; the top-2 slices per volume
     score Dice 0.54 vs 0.86 for the rest), where the plain mean entropy does not (ρ −0.00);
     for scribbles the same, times how fully the slice shows every structure
-    (``all_structures_entropy``). Without probabilities: the mean entropy per slice.
-
-    ``cold_start`` (the project holds no annotation yet) with the scribble purpose: the
-    slices from the stack's middle outwards, each with its score
-    (``inference.suggest.cold_start_picks`` says why)."""
-    from ..inference.suggest import mean_entropy, middle_out, purpose_scores, rank_by
+    (``all_structures_entropy``). Without probabilities: the mean entropy per slice."""
+    from ..inference.suggest import mean_entropy, purpose_scores, rank_by
 
     if probabilities is None:
         return rank_by(mean_entropy(entropy), exclude)
-    ranked = rank_by(purpose_scores(purpose, probabilities, entropy), exclude)
-    if cold_start and SuggestFor(purpose) is SuggestFor.SCRIBBLES:
-        score = dict(ranked)
-        return [(z, score[z]) for z in middle_out(len(np.asarray(entropy)), exclude)]
-    return ranked
+    return rank_by(purpose_scores(purpose, probabilities, entropy), exclude)
 
 
 def complete_slices(annotations: Iterable) -> set[int]:

@@ -599,20 +599,16 @@ class ReviewPanel(QWidget):
             return
         project = self.session.project
         done = set()
-        cold = False  # the project holds no annotation yet
-        if project is not None:
+        if self.session.volume is not None and project is not None:
             try:
-                cold = not project.annotations()
-                if self.session.volume is not None:
-                    done = logic.complete_slices(project.annotations(self.session.volume))
+                done = logic.complete_slices(project.annotations(self.session.volume))
             except Exception:
-                done, cold = set(), False
+                done = set()
         probabilities = prediction.probabilities
         purpose = self.suggest_purpose
         self.suggested_slices = logic.rank_slices(prediction.entropy, exclude=done,
                                                   probabilities=probabilities,
-                                                  purpose=purpose, cold_start=cold)
-        cold = cold and probabilities is not None and purpose is SuggestFor.SCRIBBLES
+                                                  purpose=purpose)
         self._visited = set()
         ceiling = math.log(max(len(probabilities) if probabilities is not None else 2, 2))
         where = self._frame_text
@@ -625,12 +621,6 @@ class ReviewPanel(QWidget):
             head = (f"Most uncertain slices{where} (entropy over the possible "
                     "foreground")
         self._suggest_text = f"{head}, 0 = sure … {ceiling:.2f} = no idea): "
-        if cold:
-            self._suggest_text = (
-                "Nothing annotated in this project yet: slices from the middle of the stack "
-                "outwards first — they show every structure, and the model cannot yet judge "
-                f"this data. Once you have scribbled, the ranking takes over. {head}, 0 = "
-                f"sure … {ceiling:.2f} = no idea): ")
         self._show_suggestions()
 
     def _clear_suggestions(self) -> None:

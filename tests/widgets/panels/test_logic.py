@@ -136,27 +136,6 @@ def test_rank_slices_by_purpose(purpose, expected):
         logic.rank_slices(entropy, probabilities=probabilities, purpose="nope")
 
 
-@pytest.mark.parametrize("purpose, exclude, expected", [
-    ("scribbles", (), [2, 1, 3, 0, 4]),       # nothing annotated: from the middle out
-    ("scribbles", (2,), [1, 3, 0, 4]),
-    ("correction", (), [4, 0, 3, 1, 2]),      # corrections keep the ranking
-])
-def test_rank_slices_cold_start(purpose, exclude, expected):
-    probabilities = np.full((3, 5, 4, 4), 0.05)
-    probabilities[0] = 0.9
-    for z in range(5):  # both classes shown on every slice, less sure towards the ends
-        sure = 0.85 - 0.1 * abs(z - 2) - 0.01 * z
-        probabilities[:, z, 0, 0] = (1 - sure - 0.05, sure, 0.05)
-        probabilities[:, z, 1, 1] = (1 - sure - 0.05, 0.05, sure)
-    entropy = -(probabilities * np.log(probabilities)).sum(axis=0)
-    ranked = logic.rank_slices(entropy, exclude=exclude, probabilities=probabilities,
-                               purpose=purpose, cold_start=True)
-    assert [z for z, _ in ranked] == expected
-    warm = dict(logic.rank_slices(entropy, exclude=exclude, probabilities=probabilities,
-                                  purpose=purpose))
-    assert dict(ranked) == warm  # the same slices with their scores, reordered
-
-
 def test_fingerprint_tracks_data_and_declarations():
     data = np.zeros((2, 3, 3), np.uint8)
     base = logic.fingerprint(data)

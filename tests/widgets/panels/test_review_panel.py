@@ -65,40 +65,6 @@ def test_prediction_overlays_on_the_image_grid(predicted, qtbot, screenshot_dir)
     save_screenshot(viewer, screenshot_dir / "review_panel.png")
 
 
-def test_scribble_suggestions_start_from_the_middle_until_something_is_annotated(
-        make_napari_viewer, _tiny_template, tiny_model, tmp_path):
-    from napari_weakseg.inference.suggest import all_structures_entropy
-
-    images = sorted((_tiny_template.parent / "data" / "images").glob("*.nii.gz"))
-    with Project.create(tmp_path / "cold") as project:
-        for path in images:
-            project.add_volume(path)
-    viewer = make_napari_viewer(show=True)
-    widget = WeakSegWidget(viewer, executor=SynchronousExecutor())
-    widget.project_panel.open_project(tmp_path / "cold")
-    widget.project_panel.open_volume(VOLUME)
-    review = widget.review_panel
-    assert review.predict(tiny_model)
-    depth = widget.session.image_layer.data.shape[0]
-    assert depth == 4
-    review.suggest_combo.setCurrentIndex(review.suggest_combo.findData("scribbles"))
-    assert [z for z, _ in review.suggested_slices] == [1, 2, 0, 3]  # the middle outwards
-    assert review.suggest_label.text().startswith("Nothing annotated in this project yet")
-    # corrections are ranked by the measure whatever the project holds
-    review.suggest_combo.setCurrentIndex(review.suggest_combo.findData("correction"))
-    assert review.suggest_label.text().startswith("Most uncertain slices")
-    # once something is annotated (any volume), the ranking takes over
-    scribble = np.zeros(widget.session.image_layer.data.shape, np.uint8)
-    scribble[1, 5:9, 5:9] = 1
-    with Project.open(tmp_path / "cold") as project:
-        project.save_annotation(project.volumes()[-1].name, "scribble", scribble)
-    review.suggest_combo.setCurrentIndex(review.suggest_combo.findData("scribbles"))
-    scores = all_structures_entropy(review.prediction.probabilities,
-                                    review.prediction.entropy)
-    assert [z for z, _ in review.suggested_slices] == list(np.argsort(-scores, kind="stable"))
-    assert review.suggest_label.text().startswith("Slices to scribble")
-
-
 def test_accept_corrected_slices_as_sparse(predicted, tiny_project):
     viewer, widget, review = predicted
     layer = review.prediction_layer
