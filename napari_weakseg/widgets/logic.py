@@ -305,14 +305,51 @@ class GroundTruthCheck:
     scores: dict
 
 
+#: Score predictions against ground truth in a separate process (:func:`score_prediction`).
+SCORE_IN_SUBPROCESS = True
+_scorer = None
+_scorer_lock = threading.Lock()
+
+
+def _scoring_process():
+    """The one spawned worker process that scores (created on first use, reused)."""
+    global _scorer
+    with _scorer_lock:
+        if _scorer is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            _scorer = ProcessPoolExecutor(max_workers=1,
+                                          mp_context=multiprocessing.get_context("spawn"))
+        return _scorer
+
+
 def score_prediction(labels: np.ndarray, truth: np.ndarray, spacing,
                      class_names: Sequence[str]) -> dict:
     """Per foreground class, Dice and HD95 (mm) of ``labels`` against ``truth``
-    (:func:`napari_weakseg.evaluation.metrics.evaluate_volume`, strict empty rule)."""
+    (:func:`napari_weakseg.evaluation.metrics.evaluate_volume`, strict empty rule).
+
+    Computed in a separate process (:data:`SCORE_IN_SUBPROCESS`; the calling thread waits
+    without holding the GIL): HD95 needs two Euclidean distance transforms per class, and
+    scipy's holds the GIL for each call — up to ~100 ms on a whole ACDC-sized volume when a
+    poor prediction spreads over it —, so scoring in a thread of the GUI process starved
+    napari's event loop (a 488 ms stall, ``benchmarks/gui_latency.py``). Falls back to this
+    process if the worker cannot run."""
     from ..evaluation.metrics import evaluate_volume
 
     classes = {c: name for c, name in enumerate(class_names) if c}
-    return evaluate_volume(np.asarray(labels), np.asarray(truth), spacing, classes)
+    labels, truth = np.asarray(labels), np.asarray(truth)
+    if SCORE_IN_SUBPROCESS:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return _scoring_process().submit(evaluate_volume, labels, truth, spacing,
+                                             classes).result()
+        except (BrokenProcessPool, OSError, RuntimeError):
+            global _scorer
+            with _scorer_lock:
+                _scorer = None  # a new one next time
+    return evaluate_volume(labels, truth, spacing, classes)
 
 
 def check_ground_truth(project, volume, labels: np.ndarray) -> GroundTruthCheck | None:

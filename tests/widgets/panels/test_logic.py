@@ -296,3 +296,27 @@ def test_score_rows_format_dice_hd95_and_the_mean():
     assert rows == [("RV", "1.000", "0.0", ""), ("MYO", "1.000", "0.0", "absent in both"),
                     ("LV", "0.000", "–", "missed (not predicted)"),
                     ("mean", "0.667", "0.0", "")]
+
+
+def test_score_prediction_in_a_separate_process_matches_in_process(monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (4, 24, 24)).astype(np.uint8)
+    truth = rng.integers(0, 4, (4, 24, 24)).astype(np.uint8)
+    names = ["background", "RV", "MYO", "LV"]
+    assert logic.SCORE_IN_SUBPROCESS
+    separate = logic.score_prediction(labels, truth, (5.0, 1.5, 1.5), names)
+    monkeypatch.setattr(logic, "SCORE_IN_SUBPROCESS", False)
+    here = logic.score_prediction(labels, truth, (5.0, 1.5, 1.5), names)
+    assert separate == here and set(here) == {"RV", "MYO", "LV"}
+    # a worker process that cannot run: scored here, and a new worker next time
+
+    class Broken:
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("gone")
+
+    monkeypatch.setattr(logic, "SCORE_IN_SUBPROCESS", True)
+    monkeypatch.setattr(logic, "_scoring_process", lambda: Broken())
+    assert logic.score_prediction(labels, truth, (5.0, 1.5, 1.5), names) == here
+    assert logic._scorer is None
