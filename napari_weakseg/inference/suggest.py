@@ -250,7 +250,7 @@ def cold_start_picks(scores: dict, k: int, exclude: dict | None = None
 
     The idea: before the first strokes the model knows nothing about *this* data (another
     sequence, another scanner), so its structure areas — and with them
-    :func:`structure_presence` — are noise (on inverted-contrast ACDC two thirds of the
+    :func:`structure_presence` — are noise (on inverted-contrast ACDC half of the
     all-structures-entropy picks of round 1 lacked the RV, against one in six random
     picks), while the middle of a stack shows every structure. Measured over 6 seeds it
     did not beat random slices at equal effort (docs/results.md, session 9): the middle

@@ -307,20 +307,47 @@ class GroundTruthCheck:
 
 #: Score predictions against ground truth in a separate process (:func:`score_prediction`).
 SCORE_IN_SUBPROCESS = True
+#: Niceness of that process: a short background job, it yields the CPU to napari's event
+#: loop (and to a training run) on a machine with few cores.
+SCORING_NICENESS = 10
 _scorer = None
 _scorer_lock = threading.Lock()
 
 
+def _lower_priority(niceness: int) -> None:
+    """Initializer of the scoring process: background work yields the CPU to the GUI."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(niceness)
+        except OSError:
+            pass
+
+
+def _stop_scoring_process() -> None:
+    """At exit, before the interpreter tears modules down (else the pool's manager thread
+    reports an ignored exception)."""
+    global _scorer
+    with _scorer_lock:
+        scorer, _scorer = _scorer, None
+    if scorer is not None:
+        scorer.shutdown(wait=True, cancel_futures=True)
+
+
 def _scoring_process():
-    """The one spawned worker process that scores (created on first use, reused)."""
+    """The one spawned worker process that scores (created on first use, reused; at
+    :data:`SCORING_NICENESS`)."""
     global _scorer
     with _scorer_lock:
         if _scorer is None:
+            import atexit
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             _scorer = ProcessPoolExecutor(max_workers=1,
-                                          mp_context=multiprocessing.get_context("spawn"))
+                                          mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_lower_priority,
+                                          initargs=(SCORING_NICENESS,))
+            atexit.register(_stop_scoring_process)
         return _scorer
 
 

@@ -320,3 +320,16 @@ def test_score_prediction_in_a_separate_process_matches_in_process(monkeypatch):
     monkeypatch.setattr(logic, "_scoring_process", lambda: Broken())
     assert logic.score_prediction(labels, truth, (5.0, 1.5, 1.5), names) == here
     assert logic._scorer is None
+
+
+def test_scoring_process_runs_at_a_lower_priority_and_stops_at_exit():
+    import os
+
+    if not hasattr(os, "nice"):
+        pytest.skip("no niceness on this platform")
+    scorer = logic._scoring_process()
+    assert scorer.submit(os.nice, 0).result() >= os.nice(0) + min(logic.SCORING_NICENESS,
+                                                                  19 - os.nice(0))
+    logic._stop_scoring_process()
+    assert logic._scorer is None
+    assert logic._scoring_process() is not scorer  # a new one on the next score
