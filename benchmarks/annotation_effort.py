@@ -31,7 +31,7 @@ positions within a volume); ``suggest`` (the tool's suggestion: slices ranked by
 volumes); ``suggest-spread[:MEASURE]`` (the same scores, spread over the volumes by
 ``inference.suggest.spread_over_volumes``: every volume's best slice before any volume's
 second); ``suggest-cold[:MEASURE]`` (while the project holds no annotation, every volume's
-middle slice, volumes with the highest score first — ``inference.suggest.cold_start_picks``
+middle slice, volumes with the highest score first — ``cold_start_picks``
 —, then pooled like ``suggest``; measured, not adopted); a suggesting strategy picks at random while every score is 0 (a starting model
 that predicts no possible foreground anywhere) and by coverage before there is a model. Then it fine-tunes the previous
 round's model (``--init``: ``zoo`` = ``zoo.default_model()``, ``scratch``, or a model
@@ -66,6 +66,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -144,6 +145,44 @@ class Oracle:
 
 
 # -- choosing slices -------------------------------------------------------------------------
+def middle_out(depth: int, exclude: Iterable[int] = ()) -> list[int]:
+    """The slices of a ``depth``-slice stack from its middle outwards (nearer the middle
+    first, the lower z on ties), without ``exclude``."""
+    skip = {int(z) for z in exclude}
+    middle = (depth - 1) / 2
+    return sorted((z for z in range(depth) if z not in skip), key=lambda z: (abs(z - middle), z))
+
+
+def cold_start_picks(scores: dict, k: int, exclude: dict | None = None
+                     ) -> list[tuple[str, int]]:
+    """``k`` ``(volume, z)`` picks for a project that holds no annotation yet: each volume's
+    middle slice (:func:`middle_out`), one per volume per pass, volumes whose best slice
+    scores highest first (then by name). The ``suggest-cold`` strategy; **measured, not
+    adopted** by the Review tab, so it lives here and not in ``inference.suggest``.
+
+    The idea: before the first strokes the model knows nothing about *this* data (another
+    sequence, another scanner), so its structure areas — and with them
+    ``inference.suggest.structure_presence`` — are noise (on inverted-contrast ACDC half of the
+    all-structures-entropy picks of round 1 lacked the RV, against one in six random
+    picks), while the middle of a stack shows every structure. Measured over 6 seeds it
+    did not beat random slices at equal effort (docs/results.md, session 9): the middle
+    slices of the two frames of a patient are near-duplicates, and random slices vary in
+    position and patient."""
+    remaining = {name: middle_out(len(values), (exclude or {}).get(name, ()))
+                 for name, values in scores.items()}
+    best = {name: float(np.max(values)) if len(values) else 0.0
+            for name, values in scores.items()}
+    order = sorted(remaining, key=lambda name: (-best[name], name))
+    picks: list[tuple[str, int]] = []
+    while len(picks) < k and any(remaining.values()):
+        for name in order:
+            if len(picks) == k:
+                break
+            if remaining[name]:
+                picks.append((name, remaining[name].pop(0)))
+    return picks
+
+
 def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[str, set],
                   rng: random.Random, scores: dict[str, np.ndarray] | None = None
                   ) -> list[tuple[str, int]]:
@@ -152,7 +191,7 @@ def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[s
     ``depths``: slices per volume; ``touched``: slices already annotated (skipped);
     ``scores``: per-volume slice scores, higher first (``suggest``: pooled over volumes;
     ``suggest-spread``: one per volume per pass; ``suggest-cold``: while nothing is
-    annotated, ``inference.suggest.cold_start_picks`` — every volume's middle slice —, then
+    annotated, ``cold_start_picks`` — every volume's middle slice —, then
     pooled like ``suggest``).
     """
     free = [(name, z) for name in depths for z in range(depths[name])
@@ -162,8 +201,6 @@ def choose_slices(strategy: str, k: int, depths: dict[str, int], touched: dict[s
         return sorted(rng.sample(free, k))
     if strategy == "suggest-cold" and scores is not None and \
             not any(touched.get(name) for name in depths):
-        from napari_weakseg.inference.suggest import cold_start_picks
-
         return cold_start_picks({n: scores[n] for n in depths}, k, touched)
     if strategy in ("suggest", "suggest-cold"):
         if scores is None:

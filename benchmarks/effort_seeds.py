@@ -111,8 +111,7 @@ def _fmt(value: float, spec: str = "+.3f") -> str:
 
 def compare(arms: dict[str, dict[int, list[dict]]], reference: str) -> str:
     """The markdown report."""
-    ref_arms = [a for a in arms if a.split("-")[3:] == [reference] or
-                a.endswith(f"-{reference}")]
+    ref_arms = [a for a in arms if a.endswith(f"-{reference}")]
     if len(ref_arms) != 1:
         raise SystemExit(f"--reference {reference!r} matches {len(ref_arms)} arms: "
                          f"{', '.join(arms)}")

@@ -233,44 +233,6 @@ def spread_over_volumes(scores: dict, k: int, exclude: dict | None = None
     return picks
 
 
-def middle_out(depth: int, exclude: Iterable[int] = ()) -> list[int]:
-    """The slices of a ``depth``-slice stack from its middle outwards (nearer the middle
-    first, the lower z on ties), without ``exclude``."""
-    skip = {int(z) for z in exclude}
-    middle = (depth - 1) / 2
-    return sorted((z for z in range(depth) if z not in skip), key=lambda z: (abs(z - middle), z))
-
-
-def cold_start_picks(scores: dict, k: int, exclude: dict | None = None
-                     ) -> list[tuple[str, int]]:
-    """``k`` ``(volume, z)`` picks for a project that holds no annotation yet: each volume's
-    middle slice (:func:`middle_out`), one per volume per pass, volumes whose best slice
-    scores highest first (then by name). The ``suggest-cold`` strategy of
-    ``benchmarks/annotation_effort.py``; **measured, not adopted** by the Review tab.
-
-    The idea: before the first strokes the model knows nothing about *this* data (another
-    sequence, another scanner), so its structure areas — and with them
-    :func:`structure_presence` — are noise (on inverted-contrast ACDC half of the
-    all-structures-entropy picks of round 1 lacked the RV, against one in six random
-    picks), while the middle of a stack shows every structure. Measured over 6 seeds it
-    did not beat random slices at equal effort (docs/results.md, session 9): the middle
-    slices of the two frames of a patient are near-duplicates, and random slices vary in
-    position and patient."""
-    remaining = {name: middle_out(len(values), (exclude or {}).get(name, ()))
-                 for name, values in scores.items()}
-    best = {name: float(np.max(values)) if len(values) else 0.0
-            for name, values in scores.items()}
-    order = sorted(remaining, key=lambda name: (-best[name], name))
-    picks: list[tuple[str, int]] = []
-    while len(picks) < k and any(remaining.values()):
-        for name in order:
-            if len(picks) == k:
-                break
-            if remaining[name]:
-                picks.append((name, remaining[name].pop(0)))
-    return picks
-
-
 def needs_members(measure: str) -> bool:
     """Whether ``measure`` needs :func:`flip_members` (three predictions per volume)."""
     return measure == "flip_disagreement"

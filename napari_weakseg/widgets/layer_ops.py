@@ -15,8 +15,8 @@ Two costs of napari 0.9 that the panels hit on every prediction, measured under 
   where that immediate collection is napari's guard against a driver crash.
 * **Inserting a layer makes it the active one** (``LayerList._activate_on_insert``), which
   rebuilds the layer-controls panel for it; the panels then restore the user's active
-  layer, which rebuilds it again. :func:`insert_layer` inserts without activating when the
-  caller does not want the new layer active (overlays shown while the user works).
+  layer, which rebuilds it again. :func:`insert_layer` inserts overlays without activating
+  them.
 
 Both fall back to napari's plain behaviour where its internals differ.
 """
@@ -48,15 +48,16 @@ def remove_layer(viewer, layer) -> None:
         viewer.layers.remove(layer)
 
 
-def insert_layer(viewer, index: int | None, layer, *, activate: bool = False):
-    """Insert ``layer`` at ``index`` (``None``: on top) of ``viewer.layers``; it becomes the
-    active layer only when ``activate``. Returns the layer."""
+def insert_layer(viewer, index: int | None, layer):
+    """Insert ``layer`` at ``index`` (``None``: on top) of ``viewer.layers`` without making
+    it the active layer (the user's layer and tool stay). Returns the layer."""
     layers = viewer.layers
     index = len(layers) if index is None else index
-    if activate or not hasattr(layers, "_activate_on_insert"):
+    if not hasattr(layers, "_activate_on_insert"):
+        active = layers.selection.active
         layers.insert(index, layer)
-        if activate:
-            layers.selection.active = layer
+        if active is not None and active in layers:
+            layers.selection.active = active
         return layer
     before = layers._activate_on_insert
     layers._activate_on_insert = False
@@ -67,9 +68,9 @@ def insert_layer(viewer, index: int | None, layer, *, activate: bool = False):
     return layer
 
 
-def add_labels(viewer, data, *, activate: bool = False, **kwargs):
-    """``viewer.add_labels(data, **kwargs)`` that leaves the active layer alone unless
-    ``activate``. Returns the layer."""
+def add_labels(viewer, data, **kwargs):
+    """``viewer.add_labels(data, **kwargs)`` that leaves the active layer alone. Returns the
+    layer."""
     from napari.layers import Labels
 
-    return insert_layer(viewer, None, Labels(data, **kwargs), activate=activate)
+    return insert_layer(viewer, None, Labels(data, **kwargs))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "annotation_effort.py"
@@ -94,3 +95,30 @@ def test_slice_strategies():
         module.choose_slices("suggest", 6, depths, touched, rng, scores)
     # never more than the free slices
     assert len(module.choose_slices("random", 99, depths, touched, rng)) == 15
+
+
+@pytest.mark.parametrize("depth, exclude, expected", [
+    (1, (), [0]),
+    (5, (), [2, 1, 3, 0, 4]),
+    (4, (), [1, 2, 0, 3]),          # two middles: the lower z first
+    (6, (2, 3), [1, 4, 0, 5]),
+    (3, (0, 1, 2), []),
+    (0, (), []),
+])
+def test_middle_out(depth, exclude, expected):
+    assert _module().middle_out(depth, exclude) == expected
+
+
+def test_cold_start_picks_middle_slices_of_the_least_sure_volumes_first():
+    module = _module()
+    scores = {"a": np.array([0.9, 0.1, 0.1, 0.1, 0.1]),   # best 0.9, but at the end
+              "b": np.array([0.1, 0.2, 0.3, 0.95]),
+              "c": np.zeros(6),
+              "d": np.array([])}
+    # pass 1: each volume's middle slice, the volume whose best slice scores highest first
+    assert module.cold_start_picks(scores, 3) == [("b", 1), ("a", 2), ("c", 2)]
+    # pass 2: the next slice from each middle outwards; done slices skipped
+    assert module.cold_start_picks(scores, 5, exclude={"a": [2]}) == [
+        ("b", 1), ("a", 1), ("c", 2), ("b", 2), ("a", 3)]
+    assert len(module.cold_start_picks(scores, 99)) == 15
+    assert module.cold_start_picks(scores, 0) == []

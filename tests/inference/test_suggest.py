@@ -127,32 +127,6 @@ def test_spread_over_volumes():
     assert suggest.spread_over_volumes(flat, 4) == [("a", 3), ("b", 1), ("a", 2), ("b", 2)]
 
 
-@pytest.mark.parametrize("depth, exclude, expected", [
-    (1, (), [0]),
-    (5, (), [2, 1, 3, 0, 4]),
-    (4, (), [1, 2, 0, 3]),          # two middles: the lower z first
-    (6, (2, 3), [1, 4, 0, 5]),
-    (3, (0, 1, 2), []),
-    (0, (), []),
-])
-def test_middle_out(depth, exclude, expected):
-    assert suggest.middle_out(depth, exclude) == expected
-
-
-def test_cold_start_picks_middle_slices_of_the_least_sure_volumes_first():
-    scores = {"a": np.array([0.9, 0.1, 0.1, 0.1, 0.1]),   # best 0.9, but at the end
-              "b": np.array([0.1, 0.2, 0.3, 0.95]),
-              "c": np.zeros(6),
-              "d": np.array([])}
-    # pass 1: each volume's middle slice, the volume whose best slice scores highest first
-    assert suggest.cold_start_picks(scores, 3) == [("b", 1), ("a", 2), ("c", 2)]
-    # pass 2: the next slice from each middle outwards; done slices skipped
-    assert suggest.cold_start_picks(scores, 5, exclude={"a": [2]}) == [
-        ("b", 1), ("a", 1), ("c", 2), ("b", 2), ("a", 3)]
-    assert len(suggest.cold_start_picks(scores, 99)) == 15
-    assert suggest.cold_start_picks(scores, 0) == []
-
-
 def test_unknown_measure_is_refused():
     with pytest.raises(ValueError, match="measures"):
         suggest.slice_scores("nope", None)

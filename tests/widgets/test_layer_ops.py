@@ -39,20 +39,19 @@ def test_remove_layer_unfreezes_when_the_removal_fails(viewer):
     assert [layer.name for layer in viewer.layers] == ["image", "labels"]
 
 
-@pytest.mark.parametrize("index, activate, order, active", [
-    (None, False, ["image", "labels", "new"], "labels"),
-    (1, False, ["image", "new", "labels"], "labels"),
-    (None, True, ["image", "labels", "new"], "new"),
-    (0, True, ["new", "image", "labels"], "new"),
+@pytest.mark.parametrize("index, order", [
+    (None, ["image", "labels", "new"]),
+    (1, ["image", "new", "labels"]),
+    (0, ["new", "image", "labels"]),
 ])
-def test_insert_layer_activates_only_when_asked(viewer, index, activate, order, active):
+def test_insert_layer_leaves_the_active_layer(viewer, index, order):
     from napari.layers import Image
 
     viewer.layers.selection.active = viewer.layers["labels"]
     layer = Image(np.ones((3, 16, 16), np.float32), name="new")
-    assert layer_ops.insert_layer(viewer, index, layer, activate=activate) is layer
+    assert layer_ops.insert_layer(viewer, index, layer) is layer
     assert [layer.name for layer in viewer.layers] == order
-    assert viewer.layers.selection.active.name == active
+    assert viewer.layers.selection.active.name == "labels"
     assert viewer.layers._activate_on_insert is True  # napari's default is back
 
 
